@@ -1,0 +1,27 @@
+"""Turn each host into a Postfix null client: `pyinfra inventory.py deploy.py`.
+
+The flow, per host: check every host's settings and keyring entry (tasks/settings.py), look at
+the host once (tasks/facts.py), install what is missing (tasks/packages.py), render the files
+(tasks/render.py, templates/) and put them in place with a check and a reload, or not at all
+(tasks/postfix.py, tasks/apply_config.sh).
+"""
+
+from pyinfra import host, state
+
+from tasks import packages, postfix
+from tasks.facts import NullClientHost
+from tasks.render import LAYOUT, render_files
+from tasks.settings import settings_for
+
+settings = settings_for(state, host)
+
+found = host.get_fact(
+    NullClientHost,
+    plain_files=[f.name for f in LAYOUT if not f.secret],
+    secret_files=[f.name for f in LAYOUT if f.secret],
+    maps=[f.name for f in LAYOUT if f.hashed_map],
+    packages=packages.wanted_packages(settings),
+)
+
+packages.install(settings, found)
+postfix.apply(render_files(settings, found.fqdn, found.ipv6), found)

@@ -1,0 +1,41 @@
+"""Every setting of the null-client deploy, with its default.
+
+Override per group (group_data/<group>.py), per host (inventory.py) or per run
+(`pyinfra ... --data relay_port=465`). tasks/settings.py validates them all.
+"""
+
+# Mail server that relays every mail; the workstation logs in there like a mail client.
+relay_host = "mail.example.net"
+
+# 587: submission with STARTTLS. 465: implicit TLS (smtps). Nothing else is accepted.
+relay_port = 587
+
+# Domain of the per-machine accounts on the mail server.
+mail_domain = "example.net"
+
+# Login on the relay. None: "<short inventory host name>@<mail_domain>", e.g. torres@example.net.
+smtp_user = None
+
+# The real address that receives mail for root and every local user. Required, no default.
+forward_to = None
+
+# Keyring service that holds the password: keyring.get_password(keyring_service, smtp_user).
+keyring_service = "postfix-nullclient"
+
+# Envelope and From: sender of every outgoing mail. None: smtp_user, the only one a strict relay accepts.
+sender_address = None
+
+# Local names re-routed elsewhere than forward_to, e.g. {"alice": "alice@example.org"}.
+extra_aliases = {}
+
+# CA bundle that the relay's certificate is verified against (by name, always).
+ca_file = "/etc/ssl/certs/ca-certificates.crt"
+
+# Postfix myhostname. None: the host's FQDN (hostname -f); "<name>.<mail_domain>" if it has no dot.
+myhostname = None
+
+# Send over IPv6 too. None: only where the host has IPv6 on its loopback (else Postfix fails on ::1).
+ipv6 = None
+
+# Package that provides the `mail` command.
+mail_package = "bsd-mailx"

@@ -1,0 +1,92 @@
+# Puts a new null-client configuration in place, or none of it.
+#
+# The deploy sends this file on stdin to `sh -s`, followed by generated lines that set
+# reload_command, restart_command and enable_command, call stage_file for each changed file and
+# end with `apply reload|restart MAP...`. File contents travel inside stdin only: no command line,
+# no temporary file outside a root-only directory. If `postfix check` or postfix's (re)start
+# fails, the previous files are put back, postfix keeps running with them, and this exits 1.
+set -eu
+umask 077
+conf=/etc/postfix
+stage=$(mktemp -d "$conf/.nullclient.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir "$stage/new" "$stage/old"
+staged=""
+
+say() { echo "postfix-nullclient: $*" >&2; }
+
+stage_file() {  # NAME MODE BASE64-CONTENT
+  printf '%s' "$3" | base64 -d > "$stage/new/$1"
+  chown root:root "$stage/new/$1"
+  chmod "$2" "$stage/new/$1"
+  staged="$staged $1"
+}
+
+database_suffix() {
+  case "$(postconf -h default_database_type)" in lmdb) echo lmdb ;; cdb) echo cdb ;; *) echo db ;; esac
+}
+
+make_maps() {  # MAP...: databases are root-only from their first byte (umask) and stay so
+  for name in "$@"; do
+    [ -f "$conf/$name" ] || continue
+    postmap "$conf/$name" || return 1
+    chown root:root "$conf/$name.$(database_suffix)"
+    chmod 0600 "$conf/$name.$(database_suffix)"
+  done
+}
+
+install_staged() {
+  for name in $staged; do
+    # A hard link keeps the old file for a rollback without a moment of it missing.
+    if [ -e "$conf/$name" ]; then ln -f "$conf/$name" "$stage/old/$name"; fi
+    mv -f "$stage/new/$name" "$conf/$name"
+  done
+}
+
+restore_previous() {  # MAP...
+  for name in $staged; do
+    if [ -e "$stage/old/$name" ]; then mv -f "$stage/old/$name" "$conf/$name"; else rm -f "$conf/$name"; fi
+  done
+  make_maps "$@" || say "could not rebuild the maps of the previous configuration"
+}
+
+postfix_running() {  # postfix's master may need a moment after systemctl returns
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    postfix status >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+apply() {  # reload|restart MAP...
+  action=$1
+  shift
+  was_running=no
+  postfix status >/dev/null 2>&1 && was_running=yes
+  install_staged
+  if ! make_maps "$@"; then
+    restore_previous "$@"
+    say "postmap failed; the previous configuration was restored"
+    exit 1
+  fi
+  if ! check_output=$(postfix check 2>&1); then
+    restore_previous "$@"
+    say "postfix check failed, the previous configuration was restored and stays live:"
+    echo "$check_output" >&2
+    exit 1
+  fi
+  [ -n "$check_output" ] && echo "$check_output" >&2
+  if [ "$action" = reload ] && [ "$was_running" = yes ]; then
+    $reload_command
+  else
+    $restart_command || true
+  fi
+  if ! postfix_running; then
+    restore_previous "$@"
+    if [ "$was_running" = yes ]; then $restart_command || true; fi
+    say "postfix did not start with the new configuration; the previous one was restored"
+    exit 1
+  fi
+  $enable_command
+  if [ -n "$staged" ]; then echo "postfix-nullclient: installed$staged; postfix ${action}ed"; fi
+}

@@ -1,0 +1,141 @@
+"""Put the rendered files in place, build the maps, check, and reload or restart postfix.
+
+Everything happens in one remote command (tasks/apply_config.sh) that either installs the whole
+new configuration or restores the previous one, so a host is never left half-changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import server
+from pyinfra.operations.util.files import generate_color_diff
+
+from tasks.facts import HostState
+from tasks.render import ManagedFile
+
+APPLY_SCRIPT = Path(__file__).with_name("apply_config.sh")
+
+# main.cf settings that a reload does not apply: the master daemon must restart.
+RESTART_SETTINGS = ("inet_interfaces", "inet_protocols")
+
+SERVICE_COMMANDS = {
+    "systemd": {
+        "reload_command": "systemctl reload postfix",
+        "restart_command": "systemctl restart postfix",
+        "enable_command": "systemctl enable -q postfix",
+    },
+    "openrc": {
+        "reload_command": "rc-service postfix reload",
+        "restart_command": "rc-service postfix restart",
+        "enable_command": "rc-update -q add postfix default",
+    },
+}
+
+
+class MaskedStdin:
+    """stdin for a command that carries secrets: pyinfra reads it, but never shows its repr."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def readlines(self) -> list[str]:
+        return [self._text]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.readlines())
+
+    def __repr__(self) -> str:
+        return "MaskedStdin('*MASKED*')"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the apply command has to do on one host; nothing at all when `needed` is False."""
+
+    changed: list[ManagedFile]
+    maps_to_build: list[str]
+    action: str  # "reload" or "restart"
+    needed: bool
+
+
+def differs(wanted: ManagedFile, found: HostState) -> bool:
+    if wanted.secret:
+        owner_mode = found.modes.get(wanted.name)
+        return found.sha256.get(wanted.name) != wanted.sha256 or owner_mode != f"root:root:{wanted.mode[1:]}"
+    return found.contents.get(wanted.name) != wanted.content
+
+
+def main_cf_values(content: str | None) -> dict[str, str]:
+    values = {}
+    for line in (content or "").splitlines():
+        key, equals, value = line.partition("=")
+        if equals and not line.startswith(("#", " ", "\t")):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def plan(files: list[ManagedFile], found: HostState) -> Plan:
+    """Compare the wanted files with what the fact found; decide what the apply command does."""
+    changed = [wanted for wanted in files if differs(wanted, found)]
+    names = {wanted.name for wanted in changed}
+    stale_maps = [f.name for f in files if f.hashed_map and found.fresh_maps.get(f.name) != "root:root:600"]
+    maps_to_build = [f.name for f in files if f.hashed_map and (f.name in names or f.name in stale_maps)]
+
+    new_main_cf = next((f.content for f in files if f.name == "main.cf"), None)
+    old, new = main_cf_values(found.contents.get("main.cf")), main_cf_values(new_main_cf)
+    needs_restart = not found.active or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
+    action = "restart" if needs_restart else "reload"
+    needed = bool(changed or maps_to_build or not found.active or not found.enabled)
+    return Plan(changed, maps_to_build, action, needed)
+
+
+def apply_script(plan: Plan, init: str) -> str:
+    """The complete stdin of the apply command: the fixed script, then this host's part."""
+    lines = [APPLY_SCRIPT.read_text()]
+    for variable, command in SERVICE_COMMANDS[init].items():
+        lines.append(f"{variable}={shlex.quote(command)}")
+    for wanted in plan.changed:
+        encoded = base64.b64encode(wanted.content.encode()).decode()
+        lines.append(f"stage_file {shlex.quote(wanted.name)} {wanted.mode} '{encoded}'")
+    lines.append(" ".join(["apply", plan.action, *map(shlex.quote, plan.maps_to_build)]))
+    return "\n".join(lines) + "\n"
+
+
+def show_diff(plan: Plan, found: HostState) -> None:
+    """--diff: what changes in each plain file; for a secret, only that it changed."""
+    for wanted in plan.changed:
+        if wanted.secret:
+            host.log(f"Will change {wanted.name}: the secret changed (content not shown)", logger.info)
+            continue
+        host.log(f"Will change {wanted.name}", logger.info)
+        old_lines = (found.contents.get(wanted.name) or "").splitlines()
+        for line in generate_color_diff(old_lines, wanted.content.splitlines()):
+            logger.info("  %s", line)
+        logger.info("")
+
+
+def describe(plan: Plan) -> str:
+    parts = [f"{f.name} (secret)" if f.secret else f.name for f in plan.changed]
+    parts += [f"postmap {name}" for name in plan.maps_to_build]
+    return f"Apply null-client configuration: {', '.join(parts) or 'no file changed'}; {plan.action} postfix"
+
+
+def apply(files: list[ManagedFile], found: HostState) -> OperationMeta | None:
+    """Add the one operation that makes the host's postfix configuration what `files` say."""
+    todo = plan(files, found)
+    if not todo.needed:
+        return None
+    if state.config.DIFF:
+        show_diff(todo, found)
+    return server.shell(
+        name=describe(todo),
+        commands=["sh -s"],
+        _stdin=MaskedStdin(apply_script(todo, found.init or "systemd")),
+    )

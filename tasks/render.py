@@ -1,0 +1,91 @@
+"""Render the null client's files from the Jinja2 templates: pure functions, no host needed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from tasks.settings import Settings, short_name
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """One file under /etc/postfix that the deploy owns."""
+
+    name: str
+    content: str = ""
+    mode: str = "0644"
+    secret: bool = False  # never read back, printed or diffed; root-only from its first byte
+    hashed_map: bool = False  # needs postmap into a database of default_database_type
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content.encode()).hexdigest()
+
+
+# Names and kinds of the managed files, for the fact, which runs before anything is rendered.
+LAYOUT = (
+    ManagedFile("main.cf"),
+    ManagedFile("virtual_alias"),
+    ManagedFile("sender_canonical"),
+    ManagedFile("sasl_passwd", mode="0600", secret=True, hashed_map=True),
+)
+
+
+def regex_escape(text: str) -> str:
+    """Escape for a Postfix regexp: table (POSIX extended regular expressions)."""
+    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
+
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,  # Postfix files, not HTML
+)
+_environment.filters["regex_escape"] = regex_escape
+
+
+def postfix_hostname(settings: Settings, fqdn: str) -> str:
+    """myhostname: the setting, else the host's FQDN, qualified with mail_domain if it has no dot."""
+    name = settings.myhostname or fqdn.strip() or short_name(settings.host_name)
+    return name if "." in name else f"{name}.{settings.mail_domain}"
+
+
+def local_domains(myhostname: str) -> str:
+    """Regexp alternatives for the domains that mean 'this machine' in an address."""
+    names = [myhostname, myhostname.split(".", 1)[0], "localhost", "localhost.localdomain"]
+    return "|".join(regex_escape(name) for name in dict.fromkeys(names))
+
+
+def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool) -> list[ManagedFile]:
+    """Every managed file with its wanted content, in LAYOUT order."""
+    myhostname = postfix_hostname(settings, fqdn)
+    ipv6 = host_has_ipv6 if settings.ipv6 is None else settings.ipv6
+    variables = {
+        "relayhost": settings.relayhost,
+        "relay_port": settings.relay_port,
+        "smtp_user": settings.smtp_user,
+        "forward_to": settings.forward_to,
+        "sender_address": settings.sender_address,
+        "extra_aliases": settings.extra_aliases,
+        "ca_file": settings.ca_file,
+        "myhostname": myhostname,
+        "local_domains": local_domains(myhostname),
+        "ipv6": ipv6,
+    }
+    files = []
+    for layout in LAYOUT:
+        template = _environment.get_template(f"{layout.name}.j2")
+        secret = {"password": settings.password.reveal()} if layout.secret else {}
+        content = template.render(variables | secret)
+        files.append(ManagedFile(layout.name, content, layout.mode, layout.secret, layout.hashed_map))
+    return files

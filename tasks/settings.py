@@ -1,0 +1,277 @@
+"""Settings of each host, validated, with the relay password read from the OS keyring.
+
+Every host of the inventory is checked before the first command runs on any of them, so that
+a mistake anywhere stops the whole run with one message that lists every problem and its fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import keyring
+import keyring.errors
+from pyinfra.api.exceptions import PyinfraError
+
+RELAY_PORTS = (587, 465)
+ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+LOCAL_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
+
+
+class SettingsError(PyinfraError):
+    """Bad settings or a missing secret: raised before any host is touched."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('*MASKED*')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one host's deploy needs, all checked."""
+
+    host_name: str
+    relay_host: str
+    relay_port: int
+    mail_domain: str
+    smtp_user: str
+    forward_to: str
+    keyring_service: str
+    sender_address: str
+    extra_aliases: dict[str, str]
+    ca_file: str
+    myhostname: str | None
+    ipv6: bool | None
+    mail_package: str
+    password: Secret = field(repr=False)
+
+    @property
+    def relayhost(self) -> str:
+        """Postfix's relayhost, and so the password map's key: one string, never two."""
+        return f"[{self.relay_host}]:{self.relay_port}"
+
+
+def short_name(host_name: str) -> str:
+    """torres.example.net -> torres; @fake/torres -> torres."""
+    return host_name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _bool_or_none(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "none", "auto"):
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _where(setting: str) -> str:
+    return f"set {setting} in inventory.py (host data), group_data/all.py, or with --data {setting}=..."
+
+
+class _Checker:
+    """Collects every problem of one host instead of stopping at the first."""
+
+    def __init__(self, host_name: str, data: Any) -> None:
+        self.host_name = host_name
+        self.data = data
+        self.problems: list[str] = []
+
+    def fail(self, message: str) -> None:
+        self.problems.append(f"{self.host_name}: {message}")
+
+    def get(self, setting: str) -> Any:
+        return self.data.get(setting)
+
+    def address(self, setting: str, value: Any, example: str) -> str:
+        if not value:
+            self.fail(f"{setting} is not set; {_where(setting)} (e.g. {example})")
+        elif not isinstance(value, str) or not ADDRESS.match(value):
+            self.fail(f"{setting} {value!r} is not a mail address like {example}; {_where(setting)}")
+        return value or ""
+
+    def hostname(self, setting: str, value: Any) -> str:
+        if not value:
+            self.fail(f"{setting} is empty; {_where(setting)} (e.g. mail.example.net)")
+        elif not isinstance(value, str) or not HOSTNAME.match(value):
+            self.fail(f"{setting} {value!r} is not a host name; {_where(setting)} (e.g. mail.example.net)")
+        return value or ""
+
+
+def _read_password(service: str, user: str) -> str | None:
+    return keyring.get_password(service, user)
+
+
+def _check_password(check: _Checker, service: str, user: str) -> Secret:
+    store = f"store it with: keyring set {service} {user}"
+    try:
+        password = _read_password(service, user)
+    except keyring.errors.NoKeyringError:
+        check.fail(
+            "no OS keyring backend is available to read the relay password "
+            f"(service {service!r}, user {user!r}); run the deploy in a desktop session with "
+            "Secret Service (gnome-keyring) or KWallet, or install and choose one, e.g. "
+            "`pip install keyrings.alt` and PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring"
+        )
+        return Secret("")
+    except keyring.errors.KeyringError as error:
+        check.fail(
+            f"the keyring could not be read (service {service!r}, user {user!r}): "
+            f"{type(error).__name__}: {error}; unlock it and run again"
+        )
+        return Secret("")
+    if password is None:
+        check.fail(f"no password in the keyring for service {service!r}, user {user!r}; {store}")
+    elif password == "":
+        check.fail(f"the keyring entry for service {service!r}, user {user!r} is empty; {store}")
+    elif any(c in password for c in "\n\r\0"):
+        check.fail(
+            f"the keyring entry for service {service!r}, user {user!r} contains a line break or NUL, "
+            f"which the password map cannot hold; {store}"
+        )
+    elif password != password.strip():
+        check.fail(
+            f"the keyring entry for service {service!r}, user {user!r} starts or ends with white space, "
+            f"which Postfix would drop; {store}"
+        )
+    return Secret(password or "")
+
+
+def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
+    """Validate one host's data and read its password; return the settings or the problems."""
+    check = _Checker(host_name, data)
+
+    relay_host = check.hostname("relay_host", check.get("relay_host"))
+    relay_port = check.get("relay_port")
+    try:
+        relay_port = int(relay_port)
+    except (TypeError, ValueError):
+        relay_port = None
+    if relay_port not in RELAY_PORTS:
+        check.fail(
+            f"relay_port {check.get('relay_port')} is not supported: use 587 (submission, STARTTLS) "
+            f"or 465 (implicit TLS); {_where('relay_port')}"
+        )
+
+    mail_domain = check.hostname("mail_domain", check.get("mail_domain"))
+    smtp_user = check.get("smtp_user")
+    if not smtp_user:
+        name = short_name(host_name)
+        if not LOCAL_NAME.match(name.lower()) or _is_ip(host_name.rsplit("/", 1)[-1]):
+            check.fail(f"cannot derive smtp_user from the host name {host_name!r}; {_where('smtp_user')}")
+        smtp_user = f"{name.lower()}@{mail_domain}"
+    smtp_user = check.address("smtp_user", smtp_user, "torres@example.net")
+    forward_to = check.address("forward_to", check.get("forward_to"), "you@example.org")
+    sender_address = check.address("sender_address", check.get("sender_address") or smtp_user, smtp_user)
+
+    service = check.get("keyring_service")
+    if not service or not isinstance(service, str):
+        check.fail(f"keyring_service is empty; {_where('keyring_service')} (default postfix-nullclient)")
+
+    extra_aliases = check.get("extra_aliases") or {}
+    if not isinstance(extra_aliases, dict):
+        check.fail(f"extra_aliases must be a dict of local name -> address; {_where('extra_aliases')}")
+        extra_aliases = {}
+    for local, target in extra_aliases.items():
+        if not isinstance(local, str) or not LOCAL_NAME.match(local):
+            check.fail(f"extra_aliases key {local!r} is not a local user name like 'alice'")
+        check.address(f"extra_aliases[{local!r}]", target, "alice@example.org")
+
+    ca_file = check.get("ca_file")
+    if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+        check.fail(f"ca_file {ca_file!r} is not an absolute path; {_where('ca_file')}")
+
+    myhostname = check.get("myhostname")
+    if myhostname is not None:
+        check.hostname("myhostname", myhostname)
+
+    try:
+        ipv6 = _bool_or_none(check.get("ipv6"))
+    except ValueError:
+        check.fail(f"ipv6 {check.get('ipv6')!r} is not one of true, false, auto; {_where('ipv6')}")
+        ipv6 = None
+
+    mail_package = check.get("mail_package") or ""
+
+    # The keyring is asked only when the name it is asked for is right.
+    password = Secret("")
+    if not check.problems:
+        password = _check_password(check, service, smtp_user)
+
+    if check.problems:
+        return None, check.problems
+    settings = Settings(
+        host_name=host_name,
+        relay_host=relay_host,
+        relay_port=relay_port,
+        mail_domain=mail_domain,
+        smtp_user=smtp_user,
+        forward_to=forward_to,
+        keyring_service=service,
+        sender_address=sender_address,
+        extra_aliases=dict(extra_aliases),
+        ca_file=ca_file,
+        myhostname=myhostname,
+        ipv6=ipv6,
+        mail_package=mail_package,
+        password=password,
+    )
+    return settings, []
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_lock = threading.Lock()  # gevent-patched under the pyinfra CLI: hosts wait for the one check
+_checked: dict[int, dict[str, Settings]] = {}
+
+
+def settings_for(state: Any, host: Any) -> Settings:
+    """The settings of `host`; on first use, every active host of the inventory is checked."""
+    with _lock:
+        if id(state) not in _checked:
+            _checked.clear()
+            _checked[id(state)] = check_inventory(state.inventory.get_active_hosts())
+    return _checked[id(state)][host.name]
+
+
+def check_inventory(hosts: Any) -> dict[str, Settings]:
+    """Check all hosts; raise one SettingsError listing every problem of every host."""
+    good: dict[str, Settings] = {}
+    problems: list[str] = []
+    for host in hosts:
+        settings, host_problems = check_host(host.name, host.data)
+        problems += host_problems
+        if settings:
+            good[host.name] = settings
+    if problems:
+        raise SettingsError("refusing to deploy, no host was touched:\n  - " + "\n  - ".join(problems))
+    return good

@@ -1,0 +1,95 @@
+"""Fresh lab workstations for the end-to-end tests, removed again afterwards, even on failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import PROJECT, store_password
+
+SERVICE = "postfix-nullclient"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[None]:
+    """The lab's shared parts; torn down at the end if this session brought them up."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root: run the suite as root (sudo ./scripts/test)")
+    from lab import hosts
+
+    was_up = bool(hosts.hosts())
+    try:
+        yield
+    finally:
+        if not was_up:
+            hosts.down()
+
+
+@dataclass
+class Workstation:
+    name: str
+    fqdn: str
+    address: str
+    smtp_user: str
+    password: str
+
+    def run(self, command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        from lab import hosts
+
+        return hosts.ssh(self.name, command, check=check, input=input)
+
+
+@pytest.fixture(scope="session")
+def make_workstations(lab, keyring_env) -> Iterator:
+    """A factory of fresh workstations with a keyring entry and a mail account each."""
+    from lab import hosts, smarthost
+    from lab.config import DOMAIN, STATE_DIR
+
+    created: list[str] = []
+
+    def make(names: list[str], passwords: dict[str, str] | None = None) -> list[Workstation]:
+        made = []
+        for name in names:
+            created.append(name)
+            host = hosts.create_host(name)
+            user = f"{name}@{DOMAIN}"
+            password = (passwords or {}).get(name) or f"pw-{name}-{os.urandom(8).hex()}"
+            store_password(keyring_env, SERVICE, user, password)
+            smarthost.set_account(STATE_DIR, user, password)
+            made.append(Workstation(host.name, host.fqdn, host.address, user, password))
+        return made
+
+    try:
+        yield make
+    finally:
+        for name in created:
+            hosts.destroy_host(name)
+
+
+@dataclass
+class DeployRun:
+    returncode: int
+    output: str
+
+
+def deploy(env: dict[str, str], workstations: list[Workstation], *args: str) -> DeployRun:
+    """`pyinfra lab/inventory.py deploy.py -y ARGS` on these lab workstations, as a user runs it."""
+    process = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "pyinfra"), "lab/inventory.py", "deploy.py", "-y", *args],
+        cwd=PROJECT,
+        env={**env, "NULLCLIENT_LAB_HOSTS": ",".join(w.name for w in workstations), "PYINFRA_PROGRESS": "off"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return DeployRun(process.returncode, process.stdout + process.stderr)

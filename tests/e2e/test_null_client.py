@@ -1,0 +1,105 @@
+"""End to end on the lab: three fresh workstations deployed at once, mail really sent and received.
+
+Asserts on what happened: the smarthost's record of each message (envelope, AUTH user, TLS),
+Postfix's own log on the workstation, its sockets, files and process ids.
+"""
+
+import shlex
+import uuid
+
+import pytest
+
+from lab import smarthost
+from lab.config import FORWARD_TO, STATE_DIR
+from tests.e2e.conftest import deploy
+
+AWKWARD_PASSWORD = "Aw kward#:@$%pass 'word\""
+
+
+@pytest.fixture(scope="module")
+def workstations(make_workstations, keyring_env):
+    made = make_workstations(["e2e1", "e2e2", "e2e3"], passwords={"e2e1": AWKWARD_PASSWORD})
+    run = deploy(keyring_env, made, "-vvv")
+    assert run.returncode == 0, run.output
+    assert AWKWARD_PASSWORD not in run.output
+    return made
+
+
+def send(workstation, command: str) -> str:
+    """Run a mail-sending shell command with $SUBJECT set to a fresh unique subject; return it."""
+    subject = f"e2e {uuid.uuid4().hex[:10]}"
+    workstation.run(f"SUBJECT={shlex.quote(subject)}; {command}")
+    return subject
+
+
+def arrived(subject: str) -> dict:
+    return smarthost.wait_for_messages(STATE_DIR, 1, timeout=60, predicate=lambda m: m["subject"] == subject)[0]
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param('echo "from root" | mail -s "$SUBJECT" root', id="root-via-mail"),
+        pytest.param(
+            'printf "Subject: %s\\n\\nfrom nobody\\n" "$SUBJECT" | runuser -u nobody -- /usr/sbin/sendmail -i root',
+            id="unprivileged-via-sendmail",
+        ),
+        pytest.param('echo "to nobody known" | mail -s "$SUBJECT" no-such-user', id="nonexistent-local-user"),
+    ],
+)
+def test_local_mail_arrives_at_forward_to_authenticated_and_over_tls(workstations, sender):
+    for workstation in workstations:
+        message = arrived(send(workstation, sender))
+        assert message["rcpt_tos"] == [FORWARD_TO]
+        assert message["auth_user"] == workstation.smtp_user
+        assert message["mail_from"] == workstation.smtp_user
+        assert message["tls"] is True and message["port"] == 587
+        assert workstation.smtp_user in message["from"]
+
+
+def test_the_relay_certificate_was_verified(workstations):
+    for workstation in workstations:
+        log = workstation.run("journalctl --no-pager -o cat -t postfix/smtp").stdout
+        assert "Verified TLS connection established to mail.example.net" in log, log[-2000:]
+        assert "Untrusted TLS" not in log and "Anonymous TLS" not in log
+
+
+def test_password_with_awkward_characters_round_trips_into_the_map(workstations):
+    e2e1 = workstations[0]
+    found = e2e1.run(
+        "postmap -q '[mail.example.net]:587' \"$(postconf -h default_database_type):/etc/postfix/sasl_passwd\""
+    ).stdout
+    assert found == f"{e2e1.smtp_user}:{AWKWARD_PASSWORD}\n"
+
+
+def test_maps_and_databases_are_root_only(workstations):
+    for workstation in workstations:
+        modes = workstation.run("stat -c '%n %U:%G:%a' /etc/postfix/sasl_passwd /etc/postfix/sasl_passwd.*").stdout
+        lines = modes.splitlines()
+        assert len(lines) == 2, modes
+        assert all(line.endswith(" root:root:600") for line in lines), modes
+
+
+def test_nothing_listens_beyond_loopback(workstations):
+    for workstation in workstations:
+        listening = workstation.run("ss -Hltnu | awk '{print $5}'").stdout.split()
+        assert listening, "postfix should listen on loopback at least"
+        postfix = workstation.run("ss -Hltnp | grep -c master || true").stdout.strip()
+        assert postfix != "0"
+        for local in listening:
+            assert local.startswith(("127.", "[::1]", "::1")), f"{workstation.name} listens on {local}"
+
+
+def test_second_deploy_changes_nothing_and_does_not_touch_postfix(workstations, keyring_env):
+    master_pids = {w.name: w.run("cat /var/spool/postfix/pid/master.pid").stdout.split() for w in workstations}
+    log_lengths = {w.name: len(w.run("journalctl --no-pager -o cat -t postfix/master").stdout) for w in workstations}
+
+    run = deploy(keyring_env, workstations)
+
+    assert run.returncode == 0, run.output
+    assert "Apply null-client configuration" not in run.output
+    assert "Install " not in run.output
+    for workstation in workstations:
+        assert workstation.run("cat /var/spool/postfix/pid/master.pid").stdout.split() == master_pids[workstation.name]
+        new_log = workstation.run("journalctl --no-pager -o cat -t postfix/master").stdout
+        assert "reload" not in new_log[log_lengths[workstation.name] :], new_log

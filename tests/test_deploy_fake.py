@@ -1,0 +1,198 @@
+"""The deploy through the pyinfra CLI against @fake hosts: what it refuses, plans and sends.
+
+The keyring is the real Secret Service (gnome-keyring); only the hosts are simulated, by
+pyinfra's own @fake connector answering the one fact with a host state.
+"""
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from tasks.render import render_files
+from tasks.settings import Secret, Settings
+from tests.conftest import run_pyinfra, store_password
+
+AWKWARD_PASSWORD = "C0rrect horse#: @battery $staple %50"
+SERVICE = "postfix-nullclient"
+PACKAGES = ["postfix", "libsasl2-modules", "ca-certificates", "bsd-mailx"]
+
+
+def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
+    return Settings(
+        host_name=f"@fake/{name}",
+        relay_host="mail.example.net",
+        relay_port=relay_port,
+        mail_domain="example.net",
+        smtp_user=f"{name}@example.net",
+        forward_to="alice@example.org",
+        keyring_service=SERVICE,
+        sender_address=f"{name}@example.net",
+        extra_aliases={},
+        ca_file="/etc/ssl/certs/ca-certificates.crt",
+        myhostname=None,
+        ipv6=None,
+        mail_package="bsd-mailx",
+        password=Secret(password),
+    )
+
+
+def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
+    """What the fact prints on a host that this deploy already configured with `settings`."""
+    lines = ["os debian 12", f"fqdn {fqdn}", "ipv6 no", "database_type hash", "init systemd", "active", "enabled"]
+    for managed in render_files(settings, fqdn, host_has_ipv6=False):
+        if managed.secret:
+            lines += [f"sha256 {managed.name} {managed.sha256}", f"mode {managed.name} root:root:600"]
+            lines += [f"map_fresh {managed.name} root:root:600"]
+        else:
+            lines.append(f"content {managed.name} {base64.b64encode(managed.content.encode()).decode()}")
+    return lines + [f"package {name}" for name in PACKAGES]
+
+
+def write_inventory(path: Path, hosts: dict[str, list[str] | None]) -> Path:
+    """An inventory of @fake hosts; each answers the fact with the given lines (None: a fresh host)."""
+    entries = []
+    for name, answer in hosts.items():
+        data = {"forward_to": "alice@example.org", "fake_delay": 0}
+        if answer is not None:
+            data["fake_responses"] = {"default_database_type": answer}
+        entries.append((f"@fake/{name}", data))
+    path.write_text(f"workstations = {entries!r}\n")
+    return path
+
+
+def stdin_of(commands: list[dict], command: str) -> str:
+    return next(c["stdin"] for c in commands if c["command"] == command)
+
+
+def staged_files(apply_stdin: str) -> dict[str, str]:
+    found = re.findall(r"^stage_file (\S+) (\d+) '([A-Za-z0-9+/=]*)'$", apply_stdin, re.MULTILINE)
+    return {name: base64.b64decode(encoded).decode() for name, _, encoded in found}
+
+
+@pytest.fixture
+def env(keyring_env):
+    for name in ("torres", "kirk"):
+        store_password(keyring_env, SERVICE, f"{name}@example.net", None)
+    return keyring_env
+
+
+def test_missing_keyring_entry_refuses_with_a_fix_and_runs_no_command(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": None, "kirk": None})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y")
+
+    assert run.returncode != 0
+    assert "no password in the keyring for service 'postfix-nullclient', user 'kirk@example.net'" in run.output
+    assert "@fake/kirk" in run.output
+    assert "keyring set postfix-nullclient kirk@example.net" in run.output
+    assert "Traceback" not in run.output
+    assert run.commands == {}, "no host may be touched, not even the one whose entry exists"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["--data", "relay_port=25"], "relay_port 25 is not supported: use 587"),
+        (["--data", "forward_to=alice"], "forward_to 'alice' is not a mail address"),
+        (["--data", "relay_host="], "relay_host is empty"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_command(env, tmp_path, data, message):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": None})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y", *data)
+
+    assert run.returncode != 0
+    assert f"@fake/torres: {message}" in run.output
+    assert run.commands == {}
+
+
+def test_a_password_the_map_cannot_hold_is_refused(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", "first line\nsecond line")
+    run = run_pyinfra(env, tmp_path, write_inventory(tmp_path / "inventory.py", {"torres": None}), "-y")
+    assert run.returncode != 0
+    assert "contains a line break" in run.output
+    assert "first line" not in run.output
+    assert run.commands == {}
+
+
+def test_no_keyring_backend_says_how_to_get_one(env, tmp_path):
+    no_backend = {**env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    run = run_pyinfra(no_backend, tmp_path, write_inventory(tmp_path / "inventory.py", {"torres": None}), "-y")
+    assert run.returncode != 0
+    assert "no OS keyring backend" in run.output and "PYTHON_KEYRING_BACKEND" in run.output
+    assert run.commands == {}
+
+
+def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_command(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": None})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y", "-vvv")
+
+    assert run.returncode == 0, run.output
+    commands = run.commands["@fake/torres"]
+    command_lines = [c["command"] for c in commands]
+    assert "No configuration" in stdin_of(commands, "debconf-set-selections")
+    install = next(c for c in command_lines if "apt-get" in c and " install " in c)
+    assert "DEBIAN_FRONTEND=noninteractive" in install and all(name in install for name in PACKAGES)
+    apply_stdin = stdin_of(commands, "sh -s")
+    files = staged_files(apply_stdin)
+    assert sorted(files) == ["main.cf", "sasl_passwd", "sender_canonical", "virtual_alias"]
+    assert files["sasl_passwd"] == f"[mail.example.net]:587 torres@example.net:{AWKWARD_PASSWORD}\n"
+    assert "stage_file sasl_passwd 0600 " in apply_stdin
+    assert apply_stdin.rstrip().endswith("apply restart sasl_passwd")
+    # The password goes to the host inside stdin only: never on a command line, never in the output.
+    assert not any(AWKWARD_PASSWORD in line for line in command_lines)
+    assert AWKWARD_PASSWORD not in run.output
+    assert base64.b64encode(f"torres@example.net:{AWKWARD_PASSWORD}".encode()).decode()[:12] not in run.output
+
+
+def test_configured_host_plans_no_change_and_runs_only_the_fact(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    answer = configured_host_answer(host_settings("torres", AWKWARD_PASSWORD), "torres.example.net")
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y")
+
+    assert run.returncode == 0, run.output
+    assert len(run.commands["@fake/torres"]) == 1, run.commands
+    assert "default_database_type" in run.commands["@fake/torres"][0]["command"]
+    assert "Starting operation" not in run.output
+
+
+def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of_it(env, tmp_path):
+    old_password, new_password = "old-Pa55 word#1", "new-Pa55 word#2"
+    store_password(env, SERVICE, "torres@example.net", new_password)
+    answer = configured_host_answer(host_settings("torres", old_password), "torres.example.net")
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
+
+    run = run_pyinfra(env, tmp_path, inventory, "--dry", "--diff", "-vvv")
+
+    assert run.returncode == 0, run.output
+    assert "Will change sasl_passwd: the secret changed (content not shown)" in run.output
+    assert "sasl_passwd (secret)" in run.output
+    assert old_password not in run.output and new_password not in run.output
+    assert hashlib.sha256(f"x:{new_password}".encode()).hexdigest()[:8] not in run.output
+    assert [c["command"] for c in run.commands["@fake/torres"]] == [run.commands["@fake/torres"][0]["command"]]
+
+
+def test_dry_diff_of_a_setting_change_shows_the_file_diff_and_changes_nothing(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    answer = configured_host_answer(host_settings("torres", AWKWARD_PASSWORD), "torres.example.net")
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
+
+    run = run_pyinfra(env, tmp_path, inventory, "--dry", "--diff", "--data", "relay_port=465")
+
+    assert run.returncode == 0, run.output
+    assert "Will change main.cf" in run.output
+    assert "+ relayhost = [mail.example.net]:465" in run.output
+    assert "- relayhost = [mail.example.net]:587" in run.output
+    assert "sasl_passwd (secret)" in run.output, "the map key follows the relayhost"
+    assert AWKWARD_PASSWORD not in run.output
+    assert len(run.commands["@fake/torres"]) == 1
