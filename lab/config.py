@@ -17,6 +17,7 @@ RELAY_NAME = f"mail.{DOMAIN}"
 RELAY_SUBMISSION_PORT = 587
 RELAY_SMTPS_PORT = 465
 FORWARD_TO = "owner@example.org"  # the lab owner's real address: all mail ends up here
+REJECTING_DOMAIN = "rejected.example.org"  # the smarthost refuses every recipient there (550)
 
 DEFAULT_SUITE = "bookworm"
 

@@ -12,9 +12,12 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -193,15 +196,14 @@ def _start(names: list[str], suite: str) -> None:
                 _destroy(name)
         if todo:
             network.raise_sysctl("fs.inotify.max_user_instances", INOTIFY_INSTANCES)
-        processes = {}
-        for name in todo:
+        prepared = []
+        for name in todo:  # all prepared before any boots: booting hosts would slow the rest down
             made.append(name)
-            host = _prepare(name, suite, root)
-            processes[name] = (host, _boot(host))
+            prepared.append(_prepare(name, suite, root))
         _write_known_hosts()
-        _wait_until_ready(processes)
+        _wait_until_ready({host.name: (host, _boot(host)) for host in prepared})
     except BaseException:
-        print("lab: start failed, removing what it made", flush=True)
+        print("lab: start failed, removing what it made", file=sys.stderr, flush=True)
         if was_up:
             for name in made:
                 _destroy(name)
@@ -298,23 +300,29 @@ def _boot(host: LabHost) -> subprocess.Popen:
 
 
 def _wait_until_ready(processes: dict[str, tuple[LabHost, subprocess.Popen]]) -> None:
-    """Wait until every host's sshd accepts the lab key with its pinned host key."""
+    """Wait until every host's sshd accepts the lab key with its pinned host key (all hosts at once)."""
     deadline = time.monotonic() + BOOT_TIMEOUT + len(processes)
-    pending = dict(processes)
-    while pending:
-        for name, (host, process) in list(pending.items()):
-            log = HOSTS_DIR / name / "console.log"
+    stop = threading.Event()
+
+    def wait_for(name: str, host: LabHost, process: subprocess.Popen) -> None:
+        log = HOSTS_DIR / name / "console.log"
+        while not stop.is_set():
             if process.poll() is not None:
                 raise LabError(f"{name} stopped while booting (exit {process.returncode}): see {log}")
-            if network.port_open(host.address, 22, timeout=0.2) and ssh(host, "true", check=False).returncode == 0:
+            if network.port_open(host.address, 22, timeout=1) and ssh(host, "true", check=False).returncode == 0:
                 (HOSTS_DIR / name / "ready").touch()
-                del pending[name]
-        if pending and time.monotonic() > deadline:
-            name = sorted(pending)[0]
-            log = HOSTS_DIR / name / "console.log"
-            raise LabError(f"{name} did not answer ssh within {BOOT_TIMEOUT:.0f} s: see {log}")
-        if pending:
-            time.sleep(0.2)
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"{name} did not answer ssh within {BOOT_TIMEOUT:.0f} s: see {log}")
+            stop.wait(0.2)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(processes))) as pool:
+        futures = [pool.submit(wait_for, name, *started) for name, started in processes.items()]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        finally:
+            stop.set()  # on a failure or Ctrl-C, the other waits end too, before the hosts are removed
 
 
 # --- stop ------------------------------------------------------------------------------------------------

@@ -193,6 +193,8 @@ def ensure_apt_proxy() -> None:
         "ExThreshold: 4\n"
         "ReportPage: acng-report.html\n"
     )
+    # Its own pid file (not the system instance's), given on the command line, which names STATE_DIR and so
+    # tells daemon_pid that the process is ours.
     start_daemon("apt-cacher-ng", ["apt-cacher-ng", "-c", str(conf), f"PidFile={STATE_DIR / 'apt-cacher-ng.own.pid'}"])
     wait_for_port(GATEWAY, APT_PROXY_PORT, 10, "apt-cacher-ng")
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.ca import ensure_ca, issue_certificate
-from lab.config import GATEWAY, RELAY_NAME, RELAY_SMTPS_PORT, RELAY_SUBMISSION_PORT
+from lab.config import GATEWAY, REJECTING_DOMAIN, RELAY_NAME, RELAY_SMTPS_PORT, RELAY_SUBMISSION_PORT
 
 AUTH_LOG = "auth-log.jsonl"
 MODES = ("real", "no-starttls")
@@ -144,6 +144,14 @@ class Smarthost:
         envelope.mail_from = sender
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        # A domain whose mailboxes all "do not exist", so that tests can make the relay bounce mail.
+        if address.casefold().endswith(f"@{REJECTING_DOMAIN}"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         try:
