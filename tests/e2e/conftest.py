@@ -22,16 +22,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[None]:
-    """The lab's shared parts; torn down at the end if this session brought them up."""
+    """The lab's shared parts; torn down at the end if no one else's hosts are left in it."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root: run the suite as root (sudo ./scripts/test)")
     from lab import hosts
 
-    was_up = bool(hosts.hosts())
     try:
         yield
     finally:
-        if not was_up:
+        if not hosts.hosts():
             hosts.down()
 
 
