@@ -8,6 +8,7 @@
 set -eu
 umask 077
 conf=/etc/postfix
+originals=/var/lib/postfix-nullclient/original
 stage=$(mktemp -d "$conf/.nullclient.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/new" "$stage/old"
@@ -35,8 +36,15 @@ make_maps() {  # MAP...: databases are root-only from their first byte (umask) a
   done
 }
 
+keep_original() {  # NAME: what was there before the first deploy, for a later removal to restore
+  if [ -e "$originals/$1" ] || [ -e "$originals/$1.absent" ]; then return 0; fi
+  mkdir -p "$originals"
+  if [ -e "$conf/$1" ]; then cp -p "$conf/$1" "$originals/$1"; else : > "$originals/$1.absent"; fi
+}
+
 install_staged() {
   for name in $staged; do
+    keep_original "$name"
     # A hard link keeps the old file for a rollback without a moment of it missing.
     if [ -e "$conf/$name" ]; then ln -f "$conf/$name" "$stage/old/$name"; fi
     mv -f "$stage/new/$name" "$conf/$name"
