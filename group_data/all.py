@@ -29,7 +29,9 @@ sender_address = None
 extra_aliases = {}
 
 # CA bundle that the relay's certificate is verified against (by name, always).
-ca_file = "/etc/ssl/certs/ca-certificates.crt"
+# None: the distribution's bundle (/etc/ssl/certs/ca-certificates.crt on Debian, Arch, Alpine;
+# /etc/pki/tls/certs/ca-bundle.crt on Fedora/RHEL; /etc/ssl/ca-bundle.pem on openSUSE).
+ca_file = None
 
 # Postfix myhostname. None: the host's FQDN (hostname -f); "<name>.<mail_domain>" if it has no dot.
 myhostname = None
@@ -37,5 +39,5 @@ myhostname = None
 # Send over IPv6 too. None: only where the host has IPv6 on its loopback (else Postfix fails on ::1).
 ipv6 = None
 
-# Package that provides the `mail` command.
-mail_package = "bsd-mailx"
+# Package that provides the `mail` command. None: bsd-mailx on Debian, mailx on openSUSE, else s-nail.
+mail_package = None

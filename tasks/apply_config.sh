@@ -58,6 +58,26 @@ restore_previous() {  # MAP...
   make_maps "$@" || say "could not rebuild the maps of the previous configuration"
 }
 
+postfix_check() {
+  # `postfix check` reports to stderr only when that is a terminal (else only to the mail log):
+  # give it one, so that the deploy can say what is wrong.
+  if command -v script >/dev/null 2>&1; then
+    rc=0
+    out=$(script -qec "postfix check" /dev/null </dev/null 2>&1) || rc=$?
+    printf '%s\n' "$out" | tr -d '\r'
+    return $rc
+  fi
+  postfix check 2>&1
+}
+
+check_ca_file() {  # postfix check does not look at it; without it, no TLS, so no mail at all
+  ca_file=$(postconf -h smtp_tls_CAfile)
+  if [ -n "$ca_file" ] && [ ! -r "$ca_file" ]; then
+    echo "ca_file: the CA bundle $ca_file (smtp_tls_CAfile) does not exist on this host"
+    return 1
+  fi
+}
+
 postfix_running() {  # postfix's master may need a moment after systemctl returns
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     postfix status >/dev/null 2>&1 && return 0
@@ -77,13 +97,18 @@ apply() {  # reload|restart MAP...
     say "postmap failed; the previous configuration was restored"
     exit 1
   fi
-  if ! check_output=$(postfix check 2>&1); then
+  if ! check_output=$(postfix_check); then
     restore_previous "$@"
     say "postfix check failed, the previous configuration was restored and stays live:"
     echo "$check_output" >&2
     exit 1
   fi
   [ -n "$check_output" ] && echo "$check_output" >&2
+  if ! ca_problem=$(check_ca_file); then
+    restore_previous "$@"
+    say "$ca_problem; the previous configuration was restored and stays live"
+    exit 1
+  fi
   if [ "$action" = reload ] && [ "$was_running" = yes ]; then
     $reload_command
   else

@@ -66,8 +66,8 @@ def local_domains(myhostname: str) -> str:
     return "|".join(regex_escape(name) for name in dict.fromkeys(names))
 
 
-def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool) -> list[ManagedFile]:
-    """Every managed file with its wanted content, in LAYOUT order."""
+def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) -> list[ManagedFile]:
+    """Every managed file with its wanted content, in LAYOUT order; ca_file: the distribution's bundle."""
     myhostname = postfix_hostname(settings, fqdn)
     ipv6 = host_has_ipv6 if settings.ipv6 is None else settings.ipv6
     variables = {
@@ -77,7 +77,7 @@ def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool) -> list[Man
         "forward_to": settings.forward_to,
         "sender_address": settings.sender_address,
         "extra_aliases": settings.extra_aliases,
-        "ca_file": settings.ca_file,
+        "ca_file": settings.ca_file or ca_file,
         "myhostname": myhostname,
         "local_domains": local_domains(myhostname),
         "ipv6": ipv6,

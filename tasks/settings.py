@@ -58,10 +58,10 @@ class Settings:
     keyring_service: str
     sender_address: str
     extra_aliases: dict[str, str]
-    ca_file: str
+    ca_file: str | None  # None: the distribution's CA bundle
     myhostname: str | None
     ipv6: bool | None
-    mail_package: str
+    mail_package: str | None  # None: the distribution's mail command package
     password: Secret = field(repr=False)
 
     @property
@@ -201,7 +201,7 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
         check.address(f"extra_aliases[{local!r}]", target, "alice@example.org")
 
     ca_file = check.get("ca_file")
-    if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+    if ca_file is not None and (not isinstance(ca_file, str) or not ca_file.startswith("/")):
         check.fail(f"ca_file {ca_file!r} is not an absolute path; {_where('ca_file')}")
 
     myhostname = check.get("myhostname")
@@ -214,7 +214,7 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
         check.fail(f"ipv6 {check.get('ipv6')!r} is not one of true, false, auto; {_where('ipv6')}")
         ipv6 = None
 
-    mail_package = check.get("mail_package") or ""
+    mail_package = check.get("mail_package") or None
 
     # The keyring is asked only when the name it is asked for is right.
     password = Secret("")

@@ -17,6 +17,7 @@ from tests.conftest import run_pyinfra, store_password
 
 AWKWARD_PASSWORD = "C0rrect horse#: @battery $staple %50"
 SERVICE = "postfix-nullclient"
+FRESH_DEBIAN = ["os debian 12", "fqdn torres.example.net", "ipv6 no", "database_type -", "init systemd"]
 PACKAGES = ["postfix", "libsasl2-modules", "ca-certificates", "bsd-mailx"]
 
 
@@ -31,10 +32,10 @@ def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
         keyring_service=SERVICE,
         sender_address=f"{name}@example.net",
         extra_aliases={},
-        ca_file="/etc/ssl/certs/ca-certificates.crt",
+        ca_file=None,
         myhostname=None,
         ipv6=None,
-        mail_package="bsd-mailx",
+        mail_package=None,
         password=Secret(password),
     )
 
@@ -42,7 +43,7 @@ def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
 def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
     """What the fact prints on a host that this deploy already configured with `settings`."""
     lines = ["os debian 12", f"fqdn {fqdn}", "ipv6 no", "database_type hash", "init systemd", "active", "enabled"]
-    for managed in render_files(settings, fqdn, host_has_ipv6=False):
+    for managed in render_files(settings, fqdn, False, "/etc/ssl/certs/ca-certificates.crt"):
         if managed.secret:
             lines += [f"sha256 {managed.name} {managed.sha256}", f"mode {managed.name} root:root:600"]
             lines += [f"map_fresh {managed.name} root:root:600"]
@@ -52,12 +53,11 @@ def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
 
 
 def write_inventory(path: Path, hosts: dict[str, list[str] | None]) -> Path:
-    """An inventory of @fake hosts; each answers the fact with the given lines (None: a fresh host)."""
+    """An inventory of @fake hosts; each answers the fact with the given lines (None: a fresh Debian 12)."""
     entries = []
     for name, answer in hosts.items():
         data = {"forward_to": "alice@example.org", "fake_delay": 0}
-        if answer is not None:
-            data["fake_responses"] = {"default_database_type": answer}
+        data["fake_responses"] = {"default_database_type": answer or FRESH_DEBIAN}
         entries.append((f"@fake/{name}", data))
     path.write_text(f"workstations = {entries!r}\n")
     return path

@@ -7,6 +7,7 @@ import pytest
 from tasks.render import local_domains, postfix_hostname, regex_escape, render_files
 from tasks.settings import Secret, Settings
 
+DEBIAN_CA = "/etc/ssl/certs/ca-certificates.crt"
 AWKWARD_PASSWORD = "pa ss#:@$% word\\'\"x"
 
 
@@ -21,10 +22,10 @@ def make_settings(**changes) -> Settings:
         keyring_service="postfix-nullclient",
         sender_address="torres@example.net",
         extra_aliases={},
-        ca_file="/etc/ssl/certs/ca-certificates.crt",
+        ca_file=None,
         myhostname=None,
         ipv6=None,
-        mail_package="bsd-mailx",
+        mail_package=None,
         password=Secret("s3cret"),
     )
     values.update(changes)
@@ -32,7 +33,7 @@ def make_settings(**changes) -> Settings:
 
 
 def rendered(settings: Settings, fqdn: str = "torres.example.net", ipv6: bool = False) -> dict[str, str]:
-    return {f.name: f.content for f in render_files(settings, fqdn, ipv6)}
+    return {f.name: f.content for f in render_files(settings, fqdn, ipv6, DEBIAN_CA)}
 
 
 def main_cf(settings: Settings, **kwargs) -> dict[str, str]:
@@ -82,6 +83,11 @@ def test_main_cf_is_a_null_client_for_submission():
     assert cf["smtp_sasl_password_maps"] == "$default_database_type:/etc/postfix/sasl_passwd"
 
 
+def test_ca_file_is_the_distributions_unless_set():
+    assert main_cf(make_settings())["smtp_tls_CAfile"] == DEBIAN_CA
+    assert main_cf(make_settings(ca_file="/etc/my-ca.pem"))["smtp_tls_CAfile"] == "/etc/my-ca.pem"
+
+
 def test_port_465_uses_implicit_tls():
     cf = main_cf(make_settings(relay_port=465))
     assert cf["relayhost"] == "[mail.example.net]:465"
@@ -116,7 +122,7 @@ def test_password_map_key_is_the_relayhost_and_the_password_round_trips(port, pa
 
 
 def test_only_the_password_map_holds_the_password():
-    files = render_files(make_settings(password=Secret(AWKWARD_PASSWORD)), "torres.example.net", False)
+    files = render_files(make_settings(password=Secret(AWKWARD_PASSWORD)), "torres.example.net", False, DEBIAN_CA)
     assert [f.name for f in files if AWKWARD_PASSWORD in f.content] == ["sasl_passwd"]
     secret = next(f for f in files if f.secret)
     assert (secret.name, secret.mode, secret.hashed_map) == ("sasl_passwd", "0600", True)

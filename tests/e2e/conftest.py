@@ -39,6 +39,7 @@ class Workstation:
     name: str
     fqdn: str
     address: str
+    suite: str
     smtp_user: str
     password: str
 
@@ -56,16 +57,18 @@ def make_workstations(lab, keyring_env) -> Iterator:
 
     created: list[str] = []
 
-    def make(names: list[str], passwords: dict[str, str] | None = None) -> list[Workstation]:
+    def make(
+        names: list[str], passwords: dict[str, str] | None = None, suites: dict[str, str] | None = None
+    ) -> list[Workstation]:
         made = []
         for name in names:
             created.append(name)
-            host = hosts.create_host(name)
+            host = hosts.create_host(name, **({"suite": suites[name]} if suites and name in suites else {}))
             user = f"{name}@{DOMAIN}"
             password = (passwords or {}).get(name) or f"pw-{name}-{os.urandom(8).hex()}"
             store_password(keyring_env, SERVICE, user, password)
             smarthost.set_account(STATE_DIR, user, password)
-            made.append(Workstation(host.name, host.fqdn, host.address, user, password))
+            made.append(Workstation(host.name, host.fqdn, host.address, host.suite, user, password))
         return made
 
     try:

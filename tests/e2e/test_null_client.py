@@ -1,4 +1,4 @@
-"""End to end on the lab: three fresh workstations deployed at once, mail really sent and received.
+"""End to end on the lab: three fresh workstations (Debian 12 and 13) deployed at once, mail really sent.
 
 Asserts on what happened: the smarthost's record of each message (envelope, AUTH user, TLS),
 Postfix's own log on the workstation, its sockets, files and process ids.
@@ -18,7 +18,8 @@ AWKWARD_PASSWORD = "Aw kward#:@$%pass 'word\""
 
 @pytest.fixture(scope="module")
 def workstations(make_workstations, keyring_env):
-    made = make_workstations(["e2e1", "e2e2", "e2e3"], passwords={"e2e1": AWKWARD_PASSWORD})
+    # A mixed inventory: Debian 12 and Debian 13 in one run.
+    made = make_workstations(["e2e1", "e2e2", "e2e3"], passwords={"e2e1": AWKWARD_PASSWORD}, suites={"e2e3": "trixie"})
     run = deploy(keyring_env, made, "-vvv")
     assert run.returncode == 0, run.output
     assert AWKWARD_PASSWORD not in run.output
@@ -55,6 +56,11 @@ def test_local_mail_arrives_at_forward_to_authenticated_and_over_tls(workstation
         assert message["mail_from"] == workstation.smtp_user
         assert message["tls"] is True and message["port"] == 587
         assert workstation.smtp_user in message["from"]
+
+
+def test_the_inventory_mixes_debian_12_and_13(workstations):
+    releases = {w.name: w.run(". /etc/os-release; echo $VERSION_ID").stdout.strip() for w in workstations}
+    assert releases == {"e2e1": "12", "e2e2": "12", "e2e3": "13"}
 
 
 def test_the_relay_certificate_was_verified(workstations):
