@@ -9,21 +9,12 @@ with a check and a reload, or not at all (tasks/postfix.py, tasks/apply_config.s
 from pyinfra import host, state
 
 from tasks import packages, postfix
-from tasks.distro import ALL_PACKAGES, family_of
-from tasks.facts import NullClientHost
-from tasks.render import LAYOUT, render_files
+from tasks.distro import look_at
+from tasks.render import render_files
 from tasks.settings import settings_for
 
 settings = settings_for(state, host)
-
-found = host.get_fact(
-    NullClientHost,
-    plain_files=[f.name for f in LAYOUT if not f.secret],
-    secret_files=[f.name for f in LAYOUT if f.secret],
-    maps=[f.name for f in LAYOUT if f.hashed_map],
-    packages=sorted({*ALL_PACKAGES, settings.mail_package or ALL_PACKAGES[0]}),
-)
-family = family_of(host.name, found)
+found, family = look_at(host, settings.mail_package)
 
 packages.install(settings, family, found)
 postfix.apply(render_files(settings, found.fqdn, found.ipv6, family.ca_file), found)

@@ -8,10 +8,12 @@ decides it where the maps are built (templates/main.cf.j2, tasks/apply_config.sh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.facts import HostState
+from tasks.facts import HostState, NullClientHost
+from tasks.render import LAYOUT
 
 
 class UnsupportedHost(PyinfraError):
@@ -77,3 +79,15 @@ def family_of(host_name: str, found: HostState) -> Family:
         f"{host_name}: unsupported distribution {found.os_id!r} {found.os_version} "
         f"(ID_LIKE: {' '.join(found.os_like) or '-'}); supported families: {supported}; no change was made"
     )
+
+
+def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Family]:
+    """The deploy's one look at a host (a single remote command) and the host's family."""
+    found = host.get_fact(
+        NullClientHost,
+        plain_files=[f.name for f in LAYOUT if not f.secret],
+        secret_files=[f.name for f in LAYOUT if f.secret],
+        maps=[f.name for f in LAYOUT if f.hashed_map],
+        packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}),
+    )
+    return found, family_of(host.name, found)

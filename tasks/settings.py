@@ -121,6 +121,17 @@ class _Checker:
         return value or ""
 
 
+def password_problem(password: str) -> str | None:
+    """Why the password map cannot hold `password` ("is empty", ...), or None."""
+    if password == "":
+        return "is empty"
+    if any(c in password for c in "\n\r\0"):
+        return "contains a line break or NUL, which the password map cannot hold"
+    if password != password.strip():
+        return "starts or ends with white space, which Postfix would drop"
+    return None
+
+
 def _read_password(service: str, user: str) -> str | None:
     return keyring.get_password(service, user)
 
@@ -145,23 +156,16 @@ def _check_password(check: _Checker, service: str, user: str) -> Secret:
         return Secret("")
     if password is None:
         check.fail(f"no password in the keyring for service {service!r}, user {user!r}; {store}")
-    elif password == "":
-        check.fail(f"the keyring entry for service {service!r}, user {user!r} is empty; {store}")
-    elif any(c in password for c in "\n\r\0"):
-        check.fail(
-            f"the keyring entry for service {service!r}, user {user!r} contains a line break or NUL, "
-            f"which the password map cannot hold; {store}"
-        )
-    elif password != password.strip():
-        check.fail(
-            f"the keyring entry for service {service!r}, user {user!r} starts or ends with white space, "
-            f"which Postfix would drop; {store}"
-        )
+    elif problem := password_problem(password):
+        check.fail(f"the keyring entry for service {service!r}, user {user!r} {problem}; {store}")
     return Secret(password or "")
 
 
-def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
-    """Validate one host's data and read its password; return the settings or the problems."""
+def check_host(host_name: str, data: Any, read_password: bool = True) -> tuple[Settings | None, list[str]]:
+    """Validate one host's data and read its password; return the settings or the problems.
+
+    read_password=False: validate only, the settings carry an empty password (nullclient's secret commands).
+    """
     check = _Checker(host_name, data)
 
     relay_host = check.hostname("relay_host", check.get("relay_host"))
@@ -207,6 +211,9 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
     myhostname = check.get("myhostname")
     if myhostname is not None:
         check.hostname("myhostname", myhostname)
+        if isinstance(myhostname, str) and myhostname.replace(".", "").isdigit():
+            # Postfix refuses a numeric myhostname ("bad parameter value"), and only once it runs.
+            check.fail(f"myhostname {myhostname!r} is numeric, Postfix wants a name; {_where('myhostname')}")
 
     try:
         ipv6 = _bool_or_none(check.get("ipv6"))
@@ -218,7 +225,7 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
 
     # The keyring is asked only when the name it is asked for is right.
     password = Secret("")
-    if not check.problems:
+    if not check.problems and read_password:
         password = _check_password(check, service, smtp_user)
 
     if check.problems:

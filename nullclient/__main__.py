@@ -1,0 +1,5 @@
+import sys
+
+from nullclient.cli import main
+
+sys.exit(main())

@@ -1,0 +1,320 @@
+"""What `nullclient verify` looks at on a host, and how it judges it: facts and pure functions.
+
+Every check runs on the host itself, with Postfix's own tools: `postconf -n`, `postmap -q`,
+`posttls-finger` (the relay, its certificate and AUTH, with the live CA file and wrapper mode),
+the SASL modules on disk and `postqueue -j`. The password never leaves the host: the map lookup
+is cut to the login there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from pyinfra.api import FactBase
+
+from tasks.facts import HostState
+from tasks.postfix import Plan, main_cf_values
+from tasks.render import ManagedFile
+from tasks.settings import Settings
+
+_HEALTH_SCRIPT = r"""
+relayhost=$(postconf -h relayhost 2>/dev/null || true)
+echo "relayhost $relayhost"
+postconf -n 2>/dev/null | sed 's/^/postconf /'
+type=$(postconf -h default_database_type 2>/dev/null || true)
+if [ -n "$relayhost" ] && [ -n "$type" ]; then
+  # Only the login before the first colon leaves the host, never the password after it.
+  login=$(postmap -q "$relayhost" "$type:/etc/postfix/sasl_passwd" 2>/dev/null | cut -d: -f1)
+  echo "map_login $login"
+fi
+if [ -n "$relayhost" ] && command -v posttls-finger >/dev/null; then
+  ca=$(postconf -h smtp_tls_CAfile 2>/dev/null || true)
+  wrapper=""
+  [ "$(postconf -h smtp_tls_wrappermode 2>/dev/null)" = yes ] && wrapper=-w
+  timeout 40 posttls-finger $wrapper -l secure ${ca:+-F "$ca"} -t 15 "$relayhost" 2>&1 \
+    | grep -v -i dnssec | sed 's/^/finger /'
+fi
+for dir in /usr/lib/sasl2 /usr/lib64/sasl2 /usr/lib/*/sasl2; do ls "$dir" 2>/dev/null; done \
+  | sed -n 's/^lib\([a-z0-9]*\)\.so$/sasl_module \1/p' | sort -u
+postqueue -j 2>/dev/null | sed 's/^/queue /'
+true
+"""
+
+_TEST_MAIL_SCRIPT = r"""
+name=$(hostname -f 2>/dev/null || uname -n)
+mid="<nullclient-test.$(date +%s).$$@$name>"
+logs() {
+  if command -v journalctl >/dev/null && [ -d /run/systemd/system ]; then
+    journalctl --no-pager -o cat --since=-30min -t postfix/cleanup -t postfix/smtp -t postfix/qmgr \
+      -t postfix/bounce -t postfix/error 2>/dev/null
+  else
+    cat /var/log/mail.log /var/log/maillog 2>/dev/null
+  fi
+}
+printf 'To: root\nSubject: nullclient test mail from %s\nMessage-ID: %s\n\nSent by nullclient verify --test-mail.\n' \
+  "$name" "$mid" | /usr/sbin/sendmail -i root || { echo "sent no"; exit 0; }
+echo "sent yes"
+end=$(( $(date +%s) + {timeout} ))
+qid=""
+while [ "$(date +%s)" -lt "$end" ]; do
+  [ -n "$qid" ] || qid=$(logs | grep -F "message-id=$mid" | tail -n 1 | cut -d: -f1)
+  if [ -n "$qid" ] && ! postqueue -j 2>/dev/null | grep -q "\"$qid\""; then
+    sleep 0.5  # the journal may lag a moment behind the queue
+    echo "queue_id $qid"
+    logs | grep "^$qid: " | sed 's/^/log /'
+    echo "left yes"
+    exit 0
+  fi
+  sleep 1
+done
+echo "queue_id $qid"
+[ -n "$qid" ] && logs | grep "^$qid: " | sed 's/^/log /'
+echo "left no"
+true
+"""
+
+# Cyrus SASL client plugin (lib<name>.so) -> the mechanisms it implements.
+SASL_MECHANISMS = {
+    "plain": ["PLAIN"],
+    "login": ["LOGIN"],
+    "crammd5": ["CRAM-MD5"],
+    "digestmd5": ["DIGEST-MD5"],
+    "scram": ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+    "ntlm": ["NTLM"],
+    "gssapiv2": ["GSSAPI"],
+    "gs2": ["GS2-KRB5"],
+    "otp": ["OTP"],
+    "anonymous": ["ANONYMOUS"],
+}
+
+
+@dataclass
+class Health:
+    relayhost: str = ""
+    postconf: dict[str, str] = field(default_factory=dict)
+    map_login: str | None = None  # None: not looked up (no relayhost)
+    finger: list[str] = field(default_factory=list)
+    sasl_modules: list[str] = field(default_factory=list)
+    queue: list[dict] = field(default_factory=list)
+
+
+class NullClientHealth(FactBase[Health]):
+    """The live Postfix configuration, the password map's login, the relay as seen from the host, the queue."""
+
+    def command(self) -> str:
+        return _HEALTH_SCRIPT
+
+    @staticmethod
+    def default() -> Health:
+        return Health()
+
+    def process(self, output: list[str]) -> Health:
+        health = Health()
+        for line in output:
+            key, _, value = line.partition(" ")
+            if key == "relayhost":
+                health.relayhost = value.strip()
+            elif key == "postconf":
+                name, _, setting = value.partition("=")
+                health.postconf[name.strip()] = setting.strip()
+            elif key == "map_login":
+                health.map_login = value.strip()
+            elif key == "finger":
+                health.finger.append(value)
+            elif key == "sasl_module":
+                health.sasl_modules.append(value.strip())
+            elif key == "queue" and value.strip():
+                try:
+                    health.queue.append(json.loads(value))
+                except json.JSONDecodeError:
+                    health.queue.append({"queue_id": "?", "unparsed": value})
+        return health
+
+
+@dataclass
+class MailProbe:
+    sent: bool = False
+    queue_id: str = ""
+    left_queue: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+class SendTestMail(FactBase[MailProbe]):
+    """Sends one mail to root (so to forward_to) and waits, at most `timeout` s, until it leaves the queue."""
+
+    def command(self, timeout: int) -> str:
+        return _TEST_MAIL_SCRIPT.replace("{timeout}", str(int(timeout)))
+
+    @staticmethod
+    def default() -> MailProbe:
+        return MailProbe()
+
+    def process(self, output: list[str]) -> MailProbe:
+        mail = MailProbe()
+        for line in output:
+            key, _, value = line.partition(" ")
+            if key == "sent":
+                mail.sent = value == "yes"
+            elif key == "queue_id":
+                mail.queue_id = value.strip()
+            elif key == "left":
+                mail.left_queue = value == "yes"
+            elif key == "log":
+                mail.log.append(value)
+        return mail
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _normalized(value: str) -> str:
+    return " ".join(value.split())
+
+
+def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, health: Health) -> Check:
+    """postconf -n equals the wanted main.cf, and the deploy would change nothing."""
+    problems = []
+    if "main.cf" not in found.contents:
+        problems.append("main.cf is missing")
+    else:
+        wanted = main_cf_values(next(f.content for f in files if f.name == "main.cf"))
+        live = health.postconf
+        differences = [
+            f"{key} is {live.get(key, '(unset)')!r}, the deploy writes {wanted.get(key, '(unset)')!r}"
+            for key in sorted(set(wanted) | set(live))
+            if _normalized(wanted.get(key, "")) != _normalized(live.get(key, ""))
+        ]
+        if len(differences) > 3:
+            differences[3:] = [f"and {len(differences) - 3} more settings"]
+        problems += [f"postconf -n: {difference}" for difference in differences]
+    for changed in todo.changed:
+        if changed.secret:
+            problems.append(f"{changed.name} differs from the keyring's password or is not root-only (not shown)")
+        elif changed.name != "main.cf":
+            problems.append(f"{changed.name} differs from what the deploy writes")
+        elif not problems:
+            problems.append("main.cf differs from what the deploy writes (comments or layout)")
+    problems += [
+        f"the database of {f.name} is missing, older than the map or not root-only"
+        for f in files
+        if f.hashed_map and found.fresh_maps.get(f.name) != "root:root:600"
+    ]
+    if not found.active:
+        problems.append("postfix is not running")
+    if not found.enabled:
+        problems.append("postfix is not enabled at boot")
+    if problems:
+        return Check("configuration", False, "; ".join(problems) + "; run the deploy")
+    return Check("configuration", True, f"postconf -n and the {len(files)} managed files match the deploy")
+
+
+def check_password_map(settings: Settings, health: Health) -> Check:
+    if health.map_login is None:
+        return Check("password map", False, "no relayhost is set, so no key to look up")
+    if not health.map_login:
+        return Check("password map", False, f"postmap -q {health.relayhost!r} finds nothing in sasl_passwd")
+    if health.map_login != settings.smtp_user:
+        return Check(
+            "password map",
+            False,
+            f"key {health.relayhost} holds login {health.map_login!r}, the deploy wants {settings.smtp_user!r}",
+        )
+    return Check("password map", True, f"key {health.relayhost} -> login {health.map_login}")
+
+
+def client_mechanisms(modules: list[str]) -> list[str]:
+    """What the installed SASL modules can do, less ANONYMOUS (smtp_sasl_security_options = noanonymous)."""
+    found = {mech for module in modules for mech in SASL_MECHANISMS.get(module, [])}
+    return sorted(found - {"ANONYMOUS"})
+
+
+def relay_findings(finger: list[str]) -> tuple[bool, bool, list[str], str]:
+    """From posttls-finger's output: (connected, certificate verified, AUTH mechanisms after TLS, the key line)."""
+    connected = any(line.startswith("posttls-finger: Connected to ") for line in finger)
+    verified_line = next((line for line in finger if "Verified TLS connection established" in line), "")
+    tls_started = False
+    mechanisms: list[str] = []
+    for line in finger:
+        if "TLS connection established" in line:
+            tls_started = True
+        match = re.search(r"< 250[- ]AUTH[ =](.*)$", line)
+        if match and tls_started:
+            mechanisms = match.group(1).upper().split()
+    problem = next(
+        (
+            line
+            for line in finger
+            if re.search(r"fail|not verified|untrusted|refused|timed out|not supported|error|mismatch", line, re.I)
+        ),
+        finger[-1] if finger else "posttls-finger printed nothing",
+    )
+    if connected and not tls_started and not any("STARTTLS" in line for line in finger):
+        problem = "it does not offer STARTTLS, and TLS is required"
+    return connected, bool(verified_line), mechanisms, verified_line or problem
+
+
+def check_relay(settings: Settings, health: Health) -> Check:
+    if not health.relayhost:
+        return Check("relay", False, "no relayhost is set")
+    if not health.finger:
+        return Check("relay", False, "posttls-finger is missing or printed nothing (is postfix installed?)")
+    connected, verified, server_mechs, line = relay_findings(health.finger)
+    line = line.removeprefix("posttls-finger: ")
+    if not connected:
+        return Check("relay", False, f"{health.relayhost} is not reachable: {line}")
+    if not verified:
+        return Check("relay", False, f"{health.relayhost}: no TLS with a verified certificate: {line}")
+    ours = client_mechanisms(health.sasl_modules)
+    usable = [mech for mech in server_mechs if mech in ours]
+    if not usable:
+        return Check(
+            "relay",
+            False,
+            f"{health.relayhost}: TLS verified, but it offers AUTH {' '.join(server_mechs) or 'nothing'} and the "
+            f"installed SASL modules do {' '.join(ours) or 'nothing'} (install libsasl2-modules or cyrus-sasl-plain)",
+        )
+    tls = line.split(": ", 1)[-1] if ": " in line else line
+    return Check(
+        "relay",
+        True,
+        f"{health.relayhost}: certificate verified ({tls}); AUTH {' '.join(server_mechs)}, usable here: "
+        f"{' '.join(usable)}",
+    )
+
+
+def check_queue(health: Health) -> Check:
+    if not health.queue:
+        return Check("queue", True, "empty")
+    lines = []
+    for entry in health.queue[:5]:
+        for recipient in entry.get("recipients", [])[:3]:
+            reason = recipient.get("delay_reason") or "waiting for delivery"
+            lines.append(
+                f"{entry.get('queue_id')} ({entry.get('queue_name')}) from {entry.get('sender')!r} "
+                f"to {recipient.get('address')!r}: {reason}"
+            )
+    more = f"; and {len(health.queue) - 5} more" if len(health.queue) > 5 else ""
+    return Check("queue", False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more)
+
+
+def check_test_mail(mail: MailProbe) -> Check:
+    if not mail.sent:
+        return Check("test mail", False, "sendmail failed on the host")
+    status = next((line for line in reversed(mail.log) if "status=" in line), "")
+    if not mail.queue_id:
+        return Check("test mail", False, "sent, but its queue id never appeared in the mail log")
+    if not mail.left_queue:
+        return Check("test mail", False, f"{mail.queue_id} is still queued: {status or 'no delivery attempt yet'}")
+    if "status=sent" not in status:
+        return Check("test mail", False, f"{mail.queue_id} left the queue but was not sent: {status or 'no status'}")
+    return Check("test mail", True, f"{mail.queue_id} left the queue: {status.split(': ', 1)[-1]}")
+
+
+def report_json(host_name: str, checks: list[Check]) -> str:
+    return json.dumps({"host": host_name, "checks": [asdict(check) for check in checks]})

@@ -1,0 +1,170 @@
+"""`nullclient COMMAND ...`: argument parsing; the commands themselves are in nullclient.commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nullclient import commands
+from nullclient.remove_plan import MODES
+from nullclient.targets import Target, UsageError, parse_data
+from tasks.settings import HOSTNAME
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+TEST_MAIL_TIMEOUT = 60
+
+
+def _target_options(parser: argparse.ArgumentParser, hosts: str = "*") -> None:
+    parser.add_argument(
+        "hosts", nargs=hosts, metavar="HOST", help="host names; with -i, hosts of that inventory (default: all)"
+    )
+    parser.add_argument("-i", "--inventory", help="pyinfra inventory file; without it, HOST is in no inventory")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    ssh = parser.add_argument_group("SSH, for a host in no inventory")
+    ssh.add_argument("--address", help="address or DNS name to connect to, if not HOST (ssh_hostname)")
+    ssh.add_argument("--ssh-user", help="login user (ssh_user); not root: sudo is used")
+    ssh.add_argument("--ssh-port", type=int, help="SSH port (ssh_port)")
+    ssh.add_argument("--ssh-key", help="private key file (ssh_key)")
+    ssh.add_argument("--known-hosts", help=f"known_hosts file (default {DEFAULT_KNOWN_HOSTS})")
+    ssh.add_argument(
+        "--trust-on-first-use",
+        action="store_true",
+        help="accept and record an unknown host key (default: ask on a terminal, else refuse)",
+    )
+
+
+def _test_mail_option(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument(
+        "--test-mail",
+        nargs="?",
+        type=int,
+        const=TEST_MAIL_TIMEOUT,
+        default=default,
+        metavar="SECONDS",
+        help=f"send a test mail to root and wait until it leaves the queue (default wait {TEST_MAIL_TIMEOUT} s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nullclient", description="The operator's commands around deploy.py.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    bootstrap = sub.add_parser("bootstrap", help="password, account, deploy and test mail for one new host")
+    _target_options(bootstrap, hosts="?")
+    bootstrap.add_argument("-y", "--yes", action="store_true", help="do not wait for the account to be created")
+    _test_mail_option(bootstrap, TEST_MAIL_TIMEOUT)
+
+    secret = sub.add_parser("secret", help="the relay passwords in the OS keyring")
+    secret_sub = secret.add_subparsers(dest="action", required=True, metavar="ACTION")
+    secret_set = secret_sub.add_parser("set", help="store a password (prompted without echo, or --stdin)")
+    _target_options(secret_set)
+    secret_set.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    secret_show = secret_sub.add_parser("show", help="whether a password is stored (--reveal: the value)")
+    _target_options(secret_show)
+    secret_show.add_argument("--reveal", action="store_true", help="print the password itself (one host)")
+    secret_delete = secret_sub.add_parser("delete", help="delete a host's password")
+    _target_options(secret_delete)
+    secret_missing = secret_sub.add_parser("missing", help="list the inventory hosts that have no password")
+    _target_options(secret_missing)
+
+    verify = sub.add_parser("verify", help="check configuration, password map, relay, queue; exit 1 if not all well")
+    _target_options(verify)
+    _test_mail_option(verify, 0)
+
+    rotate = sub.add_parser("rotate", help="new password: keyring, deploy, then mail server, then flush")
+    _target_options(rotate)
+    rotate.add_argument("--stdin", action="store_true", help="take the new password from stdin (e.g. an app password)")
+    rotate.add_argument("-y", "--yes", action="store_true", help="the mail server has the new password already")
+    _test_mail_option(rotate, TEST_MAIL_TIMEOUT)
+
+    remove = sub.add_parser("remove", help="take the null client off hosts, restore the original files")
+    _target_options(remove)
+    remove.add_argument("--postfix", choices=MODES, required=True, help="stop and disable postfix, or purge it")
+    remove.add_argument("--forget-password", action="store_true", help="delete the keyring entries too")
+    return parser
+
+
+def make_target(args: argparse.Namespace) -> Target:
+    """The hosts and their --data; for a host in no inventory, also its SSH data and host key decision."""
+    hosts = args.hosts if isinstance(args.hosts, list) else [args.hosts] if args.hosts else []
+    data = parse_data(args.data)
+    ssh_given = any(
+        (args.address, args.ssh_user, args.ssh_port, args.ssh_key, args.known_hosts, args.trust_on_first_use)
+    )
+    if args.inventory:
+        if ssh_given:
+            raise UsageError("the SSH options are for a host in no inventory; with -i, set them in the inventory")
+        return Target(args.inventory, tuple(hosts), data)
+    _check_single_host(hosts)
+    if args.ssh_port is not None and not 0 < args.ssh_port < 65536:
+        raise UsageError(f"--ssh-port {args.ssh_port} is not a TCP port")
+    if args.ssh_key and not Path(args.ssh_key).expanduser().is_file():
+        raise UsageError(f"--ssh-key {args.ssh_key}: no such file")
+    known_hosts = Path(args.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
+    address = args.address or hosts[0]
+    port = args.ssh_port or 22
+    ssh = {
+        "ssh_hostname": args.address,
+        "ssh_user": args.ssh_user,
+        "ssh_port": str(args.ssh_port) if args.ssh_port else None,
+        "ssh_key": str(Path(args.ssh_key).expanduser()) if args.ssh_key else None,
+        "ssh_known_hosts_file": str(known_hosts),
+    }
+    data = {**{k: v for k, v in ssh.items() if v}, **data}
+    target = Target(None, (hosts[0],), data)
+    commands.host_data(target)  # settings files readable, before the host key question
+    strict = commands.ensure_host_key(address, port, known_hosts, args.trust_on_first_use)
+    return Target(None, (hosts[0],), {**data, "ssh_strict_host_key_checking": strict})
+
+
+def _check_single_host(hosts: list[str]) -> None:
+    """A host in no inventory: exactly one, named like a host (inventory names are checked against the inventory)."""
+    if len(hosts) != 1:
+        raise UsageError("name one HOST, or give an inventory with -i INVENTORY")
+    if not HOSTNAME.match(hosts[0]):
+        raise UsageError(f"{hosts[0]!r} is not a host name like torres.example.net")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "secret":
+        # The keyring only: no host is contacted, so no host key question.
+        target = _local_target(args)
+        if args.action == "set":
+            return commands.secret_set(target, args.stdin)
+        if args.action == "show":
+            return commands.secret_show(target, args.reveal)
+        if args.action == "delete":
+            return commands.secret_delete(target)
+        return commands.secret_missing(target)
+    target = make_target(args)
+    if args.command == "bootstrap":
+        return commands.bootstrap(target, args.yes, args.test_mail)
+    if args.command == "verify":
+        return commands.verify(target, args.test_mail or 0)
+    if args.command == "rotate":
+        return commands.rotate(target, args.stdin, args.yes, args.test_mail or 0)
+    return commands.remove(target, args.postfix, args.forget_password)
+
+
+def _local_target(args: argparse.Namespace) -> Target:
+    hosts = tuple(args.hosts)
+    if not args.inventory and args.action != "missing":
+        _check_single_host(list(hosts))
+    return Target(args.inventory, hosts, parse_data(args.data))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"nullclient {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nullclient {args.command}: stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The operator's commands. Each returns the exit status: 0 all is well, 1 something failed, and
+raises UsageError (exit status 2) for input it refuses, before any host is touched."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from nullclient import passwords
+from nullclient.checks import Check
+from nullclient.targets import (
+    DEPLOY,
+    Target,
+    UsageError,
+    add_host_key,
+    fetch_host_key,
+    fingerprint,
+    host_data,
+    host_key_known,
+    run_pyinfra,
+)
+
+HERE = Path(__file__).resolve().parent
+VERIFY = HERE / "verify.py"
+REMOVE = HERE / "remove.py"
+FLUSH = HERE / "flush.py"
+
+
+def say(text: str = "", out: TextIO | None = None) -> None:
+    print(text, file=out or sys.stdout, flush=True)
+
+
+def confirm(question: str) -> bool:
+    """A line from the user; EOF (no terminal, nothing piped) counts as no."""
+    say(question)
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("", "y", "yes")
+
+
+def one_host(target: Target, command: str) -> str:
+    if len(target.hosts) != 1:
+        raise UsageError(f"{command} works on exactly one host, got {len(target.hosts)}: name it, e.g. {command} HOST")
+    return target.hosts[0]
+
+
+def account(target: Target, name: str) -> passwords.Account:
+    return passwords.account_of(name, host_data(Target(target.inventory, (name,), target.data))[name])
+
+
+# --- host keys -----------------------------------------------------------------------------------------
+
+
+def ensure_host_key(address: str, port: int, known_hosts: Path, trust_on_first_use: bool) -> str:
+    """The ssh_strict_host_key_checking to run pyinfra with; asks or refuses for an unknown host key."""
+    if host_key_known(known_hosts, address, port):
+        return "yes"
+    if trust_on_first_use:
+        say(f"{address}: host key not in {known_hosts}; trusting it on first use (it will be added)")
+        return "accept-new"
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing: the SSH host key of {address} (port {port}) is not in {known_hosts}. Check its fingerprint "
+            f"on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and add it, or run again with "
+            "--trust-on-first-use to accept the key it shows now"
+        )
+    try:
+        key = fetch_host_key(address, port)
+    except OSError as error:
+        raise UsageError(f"cannot reach {address} port {port} over SSH: {error}") from error
+    say(f"The SSH host key of {address} (port {port}) is not in {known_hosts}.")
+    say(f"Its {key.get_name()} key fingerprint is {fingerprint(key)}")
+    if not confirm("Is that the host's key (compare on the host: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)? [y/N]"):
+        raise UsageError(f"refusing: the host key of {address} was not confirmed")
+    add_host_key(known_hosts, address, port, key)
+    say(f"added to {known_hosts}")
+    return "yes"
+
+
+# --- secret ----------------------------------------------------------------------------------------------
+
+
+def read_password_from(stdin: TextIO) -> str:
+    """The first line of stdin: later lines may answer a question."""
+    text = stdin.readline()
+    # One trailing line break is the end of the line, not part of the password.
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+
+
+def prompt_password(account: passwords.Account) -> str:
+    first = getpass.getpass(f"Password for {account.user} (not shown): ")
+    if getpass.getpass("The same again: ") != first:
+        raise UsageError("the two passwords differ; nothing was stored")
+    return first
+
+
+def secret_set(target: Target, from_stdin: bool) -> int:
+    name = one_host(target, "secret set")
+    entry = account(target, name)
+    password = read_password_from(sys.stdin) if from_stdin else prompt_password(entry)
+    replaced = passwords.read(entry) is not None
+    passwords.store(entry, password)
+    say(f"{name}: password {'replaced' if replaced else 'stored'} ({entry.describe()})")
+    return 0
+
+
+def secret_show(target: Target, reveal: bool) -> int:
+    data = host_data(target)
+    if reveal:
+        name = one_host(Target(target.inventory, tuple(data), target.data), "secret show --reveal")
+        password = passwords.read(account(target, name))
+        if password is None:
+            say(f"{name}: no password in the keyring ({account(target, name).describe()})", sys.stderr)
+            return 1
+        say(password)
+        return 0
+    status = 0
+    for name, host in data.items():
+        entry = passwords.account_of(name, host)
+        present = passwords.read(entry) is not None
+        status |= 0 if present else 1
+        say(f"{name}: {'a password is stored' if present else 'NO password'} ({entry.describe()})")
+    return status
+
+
+def secret_delete(target: Target) -> int:
+    name = one_host(target, "secret delete")
+    entry = account(target, name)
+    if passwords.delete(entry):
+        say(f"{name}: password deleted ({entry.describe()})")
+    else:
+        say(f"{name}: there was no password ({entry.describe()})")
+    return 0
+
+
+def secret_missing(target: Target) -> int:
+    if not target.inventory:
+        raise UsageError("secret missing needs an inventory: nullclient secret missing -i inventory.py")
+    missing = []
+    for name, host in host_data(target).items():
+        entry = passwords.account_of(name, host)
+        if passwords.read(entry) is None:
+            missing.append(name)
+            say(f"{name}: NO password ({entry.describe()}); store it with: nullclient secret set -i "
+                f"{target.inventory} {name}")  # fmt: skip
+    if not missing:
+        say(f"every host of {target.inventory} has a password in the keyring")
+    return 1 if missing else 0
+
+
+# --- verify ----------------------------------------------------------------------------------------------
+
+
+def _tail(output: str, lines: int = 12) -> str:
+    kept = [line for line in output.splitlines() if line.strip()]
+    return "\n".join("      " + line for line in kept[-lines:])
+
+
+def verify(target: Target, test_mail_timeout: int = 0) -> int:
+    """Check every target host; print one line per check; 0 only if every check of every host passed."""
+    names = list(host_data(target))
+    with tempfile.TemporaryDirectory(prefix="nullclient-verify-") as directory:
+        extra = {"nullclient_report": directory, "nullclient_test_mail": str(test_mail_timeout)}
+        run = run_pyinfra(target, VERIFY, extra, capture=True)
+        reports = {}
+        for path in Path(directory).glob("*.json"):
+            report = json.loads(path.read_text())
+            reports[report["host"]] = [Check(**check) for check in report["checks"]]
+    failed = 0
+    for name in names:
+        say(name)
+        checks = reports.get(name)
+        if checks is None:
+            failed += 1
+            say("  FAIL  could not be checked; pyinfra said:")
+            say(_tail(run.stdout + run.stderr))
+            continue
+        for check in checks:
+            say(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        failed += not all(check.ok for check in checks)
+    say(f"{len(names) - failed} of {len(names)} host(s) OK" if failed else f"all {len(names)} host(s) OK")
+    return 1 if failed else 0
+
+
+# --- deploy-based commands -----------------------------------------------------------------------------
+
+
+def deploy(target: Target) -> bool:
+    say(f"== deploying {', '.join(target.hosts) or 'every host'} with deploy.py")
+    return run_pyinfra(target, DEPLOY).returncode == 0
+
+
+def bootstrap(target: Target, yes: bool, test_mail_timeout: int) -> int:
+    name = one_host(target, "bootstrap")
+    entry = account(target, name)  # refuses bad settings (forward_to, names) before anything else
+    password = passwords.read(entry)
+    if password is None:
+        password = passwords.generate_password()
+        passwords.store(entry, password)
+        say(f"A new password for {name} is in the keyring ({entry.describe()}).")
+        say("Create this account on your mail server (shown this once):")
+        say(f"  login:    {entry.user}")
+        say(f"  password: {password}")
+    else:
+        say(f"The keyring already has a password for {name} ({entry.describe()}); it is used.")
+        say(f"Its mail-server account is {entry.user} (nullclient secret show {name} --reveal shows the password).")
+    del password
+    if not yes and not confirm(f"Press Enter once {entry.user} exists on the mail server (Ctrl-C stops) "):
+        raise UsageError("not confirmed that the account exists; nothing was deployed (--yes skips this question)")
+    if not deploy(target):
+        say(f"the deploy of {name} failed (see above); the password stays in the keyring for the next try")
+        return 1
+    say(f"== verifying {name} and sending a test mail")
+    return verify(target, test_mail_timeout)
+
+
+def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) -> int:
+    """New password in the keyring, deployed and live; then the mail server; then the queue flushed.
+
+    The host switches first, so the old password keeps working on the server until the new one is live;
+    mail sent in between fails AUTH with a temporary error, stays queued, and leaves at the flush.
+    """
+    name = one_host(target, "rotate")
+    entry = account(target, name)
+    old = passwords.read(entry)
+    if old is None:
+        raise UsageError(
+            f"{name} has no password yet ({entry.describe()}): use nullclient bootstrap or nullclient secret set"
+        )
+    new = read_password_from(sys.stdin) if from_stdin else passwords.generate_password()
+    problem = passwords.password_problem(new)
+    if problem:
+        raise UsageError(f"refusing the new password: {problem}")
+    if new == old:
+        raise UsageError("the new password is the old one; nothing to rotate")
+    passwords.store(entry, new)
+    say(f"1. the new password is in the keyring ({entry.describe()})")
+    if not deploy(target):
+        passwords.store(entry, old)
+        say(f"the deploy failed (see above): the keyring holds the old password again, {name} keeps using it; "
+            "change nothing on the mail server")  # fmt: skip
+        return 1
+    say(f"2. {name} uses the new password (deployed, postfix reloaded); mail waits in its queue until step 3")
+    if from_stdin:
+        say(f"3. set the password of {entry.user} on your mail server to the one you gave")
+    else:
+        say(f"3. set the password of {entry.user} on your mail server to (shown this once):")
+        say(f"     {new}")
+    del old, new
+    if not yes and not confirm("Press Enter once the mail server has the new password (Ctrl-C stops) "):
+        say(f"not confirmed: {name} already uses the new password; once the server has it, run: "
+            f"nullclient verify {name} --test-mail")  # fmt: skip
+        return 1
+    say("4. flushing the queue")
+    if run_pyinfra(target, FLUSH).returncode != 0:
+        return 1
+    say(f"== verifying {name}")
+    return verify(target, test_mail_timeout)
+
+
+def remove(target: Target, mode: str, forget_password: bool) -> int:
+    data: dict[str, Any] = host_data(target)
+    # Before anything runs: a settings problem must stop the command, not half of it.
+    entries = [passwords.account_of(name, host) for name, host in data.items()] if forget_password else []
+    say(f"== removing the null client from {', '.join(data)} (postfix: {mode})")
+    if run_pyinfra(target, REMOVE, {"nullclient_remove": mode}).returncode != 0:
+        return 1
+    for entry in entries:
+        if passwords.delete(entry):
+            say(f"{entry.host}: password deleted from the keyring ({entry.describe()})")
+    return 0

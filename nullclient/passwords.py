@@ -1,0 +1,86 @@
+"""Relay passwords in the OS keyring, under the very service and user names the deploy reads.
+
+The account of a host comes from tasks.settings.check_host (validation only), so a name that the
+deploy would refuse is refused here too, with the deploy's own message.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import keyring
+import keyring.errors
+
+from nullclient.targets import UsageError
+from tasks.settings import check_host
+from tasks.settings import password_problem as settings_password_problem
+
+# pwgen --secure 32: letters and digits from a cryptographic source, about 190 bits; no symbols,
+# so that any mail server's password form and any shell quoting take it.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where one host's relay password lives: keyring.get_password(service, user)."""
+
+    host: str
+    service: str
+    user: str
+
+    def describe(self) -> str:
+        return f"keyring service {self.service!r}, user {self.user!r}"
+
+
+def account_of(host_name: str, data: Any) -> Account:
+    settings, problems = check_host(host_name, data, read_password=False)
+    if problems:
+        raise UsageError("refusing, the settings are not right:\n  - " + "\n  - ".join(problems))
+    assert settings is not None
+    return Account(host_name, settings.keyring_service, settings.smtp_user)
+
+
+def generate_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def password_problem(password: str) -> str | None:
+    """Why the deploy would refuse this password, or None."""
+    problem = settings_password_problem(password)
+    return f"the password {problem}" if problem else None
+
+
+def _keyring_call(what: str, account: Account, call: Any, *arguments: str) -> Any:
+    try:
+        return call(account.service, account.user, *arguments)
+    except keyring.errors.NoKeyringError as error:
+        raise UsageError(
+            f"no OS keyring backend is available to {what} the password ({account.describe()}): run in a "
+            "desktop session with Secret Service (gnome-keyring) or KWallet"
+        ) from error
+    except keyring.errors.KeyringError as error:
+        reason = f"{type(error).__name__}: {error}"
+        raise UsageError(f"the keyring could not {what} {account.describe()}: {reason}") from error
+
+
+def read(account: Account) -> str | None:
+    return _keyring_call("read", account, keyring.get_password)
+
+
+def store(account: Account, password: str) -> None:
+    problem = password_problem(password)
+    if problem:
+        raise UsageError(f"refusing to store it for {account.describe()}: {problem}")
+    _keyring_call("store", account, keyring.set_password, password)
+
+
+def delete(account: Account) -> bool:
+    """Delete the entry; False if there was none."""
+    if read(account) is None:
+        return False
+    _keyring_call("delete", account, keyring.delete_password)
+    return True

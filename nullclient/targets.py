@@ -1,0 +1,161 @@
+"""Which hosts a command is about, their data as the deploy sees it, and running pyinfra on them.
+
+Two forms, as with pyinfra itself: `-i INVENTORY [HOST...]` (the user's inventory, optionally
+limited to some of its hosts), or one HOST that is in no inventory (pyinfra's single-host form),
+whose data is group_data/all.py plus --data and the SSH options.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEPLOY = PROJECT / "deploy.py"
+
+
+class UsageError(Exception):
+    """Bad input: the command refuses it with this message and exit status 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The hosts of one command: an inventory file and host names in it, or one host in no inventory."""
+
+    inventory: str | None
+    hosts: tuple[str, ...]
+    data: dict[str, str] = field(default_factory=dict)  # --data overrides, as pyinfra gets them
+
+    @property
+    def inventory_argument(self) -> str:
+        return self.inventory or self.hosts[0]
+
+    def pyinfra_arguments(self) -> list[str]:
+        """Everything after `pyinfra` but the deploy file: inventory, --limit, --data."""
+        arguments = [self.inventory_argument]
+        if self.inventory:
+            for name in self.hosts:
+                arguments += ["--limit", name]
+        for key, value in self.data.items():
+            arguments += ["--data", f"{key}={value}"]
+        return arguments
+
+
+def parse_data(items: list[str]) -> dict[str, str]:
+    """--data KEY=VALUE items, as pyinfra takes them."""
+    data = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"--data {item!r} is not KEY=VALUE, e.g. --data forward_to=you@example.org")
+        data[key.strip()] = value
+    return data
+
+
+def host_data(target: Target) -> dict[str, Any]:
+    """Every target host's data (inventory, group data, --data), without connecting to any host."""
+    from pyinfra.api import State
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory_from_files
+    from pyinfra_cli.util import parse_cli_arg
+
+    override = {key: parse_cli_arg(value) for key, value in target.data.items()}
+    source = target.inventory or target.hosts[0]
+    if target.inventory and not Path(target.inventory).is_file():
+        raise UsageError(f"inventory file {target.inventory!r} does not exist")
+    try:
+        with ctx_state.use(State()):  # pyinfra reads inventory and group data files inside a state
+            inventory = make_inventory_from_files(source, override, os.getcwd())
+    except (PyinfraError, RuntimeError, SyntaxError, ImportError) as error:
+        raise UsageError(f"cannot read the inventory {source!r}: {error}") from error
+    names = [host.name for host in inventory]
+    wanted = list(target.hosts) or names
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise UsageError(
+            f"{', '.join(unknown)} not in the inventory {target.inventory}; its hosts: {', '.join(names) or 'none'}"
+            " (for a host in no inventory, leave out -i)"
+        )
+    return {name: inventory.get_host(name).data for name in wanted}
+
+
+def pyinfra_environment() -> dict[str, str]:
+    """The deploy files import `tasks` and `nullclient` from the project, wherever the user runs this."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{PROJECT}{os.pathsep}{path}" if path else str(PROJECT),
+        "PYINFRA_PROGRESS": "off",
+    }
+
+
+def run_pyinfra(
+    target: Target, deploy_file: Path, extra_data: dict[str, str] | None = None, capture: bool = False
+) -> subprocess.CompletedProcess:
+    """`pyinfra INVENTORY DEPLOY_FILE -y --data ...` from the user's directory; output shown or captured.
+
+    Never a secret on this command line: the deploy files read the keyring themselves.
+    """
+    arguments = target.pyinfra_arguments()
+    for key, value in (extra_data or {}).items():
+        arguments += ["--data", f"{key}={value}"]
+    command = [sys.executable, "-m", "pyinfra", *arguments, str(deploy_file), "-y"]
+    return subprocess.run(
+        command,
+        env=pyinfra_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
+
+
+# --- host keys of a host in no inventory -------------------------------------------------------------
+
+
+def known_host_name(address: str, port: int) -> str:
+    """The name under which ssh and paramiko keep a host key: `host`, or `[host]:port` off port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def host_key_known(known_hosts: Path, address: str, port: int) -> bool:
+    import paramiko
+
+    if not known_hosts.exists():
+        return False
+    keys = paramiko.HostKeys()
+    keys.load(str(known_hosts))
+    return keys.lookup(known_host_name(address, port)) is not None
+
+
+def fetch_host_key(address: str, port: int, timeout: float = 10) -> Any:
+    """The host's public key, read from the SSH handshake, before any login."""
+    import paramiko
+
+    with socket.create_connection((address, port), timeout=timeout) as sock:
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=timeout)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+
+
+def fingerprint(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key, as `ssh-keygen -lf` prints it."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def add_host_key(known_hosts: Path, address: str, port: int, key: Any) -> None:
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(known_hosts, "a") as out:
+        out.write(f"{known_host_name(address, port)} {key.get_name()} {key.get_base64()}\n")

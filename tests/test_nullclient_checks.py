@@ -1,0 +1,145 @@
+"""nullclient's judgements on what a host reports: pure functions, fed with real tool output."""
+
+import json
+
+import pytest
+
+from nullclient.checks import (
+    Health,
+    MailProbe,
+    check_password_map,
+    check_queue,
+    check_relay,
+    check_test_mail,
+    client_mechanisms,
+)
+from nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
+from nullclient.remove_plan import remove_script
+from tasks.distro import FAMILIES
+from tests.test_deploy_fake import host_settings
+
+# posttls-finger -l secure against the lab's smarthost on port 587, as a Debian 12 host printed it.
+VERIFIED = """posttls-finger: Connected to mail.example.net[10.213.0.1]:587
+posttls-finger: < 220 mail.example.net ESMTP
+posttls-finger: > EHLO op9.example.net
+posttls-finger: < 250-mail.example.net
+posttls-finger: < 250-AUTH LOGIN PLAIN
+posttls-finger: < 250-STARTTLS
+posttls-finger: < 250 HELP
+posttls-finger: > STARTTLS
+posttls-finger: < 220 Ready to start TLS
+posttls-finger: mail.example.net[10.213.0.1]:587: matched peername: mail.example.net
+posttls-finger: Verified TLS connection established to mail.example.net[10.213.0.1]:587: TLSv1.3 with cipher X
+posttls-finger: > EHLO op9.example.net
+posttls-finger: < 250-mail.example.net
+posttls-finger: < 250-AUTH CRAM-MD5 PLAIN
+posttls-finger: < 250 HELP""".splitlines()
+DEBIAN_SASL_MODULES = ["anonymous", "crammd5", "digestmd5", "login", "ntlm", "plain", "sasldb", "scram"]
+
+
+def health(**changes) -> Health:
+    values = {"relayhost": "[mail.example.net]:587", "finger": VERIFIED, "sasl_modules": DEBIAN_SASL_MODULES}
+    return Health(**(values | changes))
+
+
+def test_relay_is_ok_only_with_a_verified_certificate_and_a_usable_mechanism_offered_after_tls():
+    check = check_relay(host_settings("torres", "pw"), health())
+    assert check.ok, check.detail
+    assert "AUTH CRAM-MD5 PLAIN, usable here: CRAM-MD5 PLAIN" in check.detail  # not the LOGIN offered in clear
+
+
+def test_relay_without_a_module_for_its_mechanisms_fails_and_says_what_to_install():
+    check = check_relay(host_settings("torres", "pw"), health(sasl_modules=["anonymous", "sasldb"]))
+    assert not check.ok
+    assert "offers AUTH CRAM-MD5 PLAIN and the installed SASL modules do nothing" in check.detail
+    assert "libsasl2-modules" in check.detail
+
+
+def test_relay_with_an_unverified_certificate_fails():
+    finger = [line for line in VERIFIED if "Verified" not in line] + [
+        "posttls-finger: mail.example.net[10.213.0.1]:587: Server certificate not verified"
+    ]
+    check = check_relay(host_settings("torres", "pw"), health(finger=finger))
+    assert not check.ok and "no TLS with a verified certificate: mail.example.net" in check.detail
+
+
+def test_relay_without_starttls_fails_saying_so():
+    finger = [line for line in VERIFIED[:7] if "STARTTLS" not in line] + ["posttls-finger: < 221 Bye"]
+    check = check_relay(host_settings("torres", "pw"), health(finger=finger))
+    assert not check.ok
+    assert check.detail.endswith("no TLS with a verified certificate: it does not offer STARTTLS, and TLS is required")
+
+
+def test_unreachable_relay_fails_with_the_reason():
+    finger = ["posttls-finger: Failed to establish session to [mail.example.net]:587: Connection refused"]
+    check = check_relay(host_settings("torres", "pw"), health(finger=finger))
+    assert not check.ok and check.detail.endswith("is not reachable: Failed to establish session to "
+                                                  "[mail.example.net]:587: Connection refused")  # fmt: skip
+
+
+def test_anonymous_is_never_counted_as_usable():
+    assert client_mechanisms(["anonymous", "plain"]) == ["PLAIN"]
+
+
+def test_password_map_with_another_login_fails_naming_both():
+    check = check_password_map(host_settings("torres", "pw"), health(map_login="kirk@example.net"))
+    assert not check.ok
+    assert check.detail == (
+        "key [mail.example.net]:587 holds login 'kirk@example.net', the deploy wants 'torres@example.net'"
+    )
+    assert check_password_map(host_settings("torres", "pw"), health(map_login="torres@example.net")).ok
+    assert not check_password_map(host_settings("torres", "pw"), health(map_login="")).ok
+
+
+def test_queue_shows_what_is_stuck_and_why():
+    entry = {  # one line of `postqueue -j`
+        "queue_name": "deferred",
+        "queue_id": "4F1A21860A5",
+        "sender": "torres@example.net",
+        "recipients": [{"address": "alice@example.org", "delay_reason": "SASL authentication failed; 535 5.7.8"}],
+    }
+    check = check_queue(Health(queue=[json.loads(json.dumps(entry))]))
+    assert not check.ok
+    assert check.detail == (
+        "1 message(s) queued: 4F1A21860A5 (deferred) from 'torres@example.net' to 'alice@example.org': "
+        "SASL authentication failed; 535 5.7.8"
+    )
+    assert check_queue(Health()).ok
+
+
+@pytest.mark.parametrize(
+    "mail, ok, detail",
+    [
+        (MailProbe(True, "A1", True, ["A1: to=<a@b.c>, relay=r, status=sent (250 ok)"]), True, "A1 left the queue"),
+        (MailProbe(True, "A1", False, ["A1: to=<a@b.c>, status=deferred (TLS)"]), False, "A1 is still queued"),
+        (MailProbe(True, "A1", True, ["A1: to=<a@b.c>, status=bounced (550)"]), False, "but was not sent"),
+        (MailProbe(True, "", False, []), False, "never appeared"),
+        (MailProbe(False), False, "sendmail failed"),
+    ],
+)
+def test_test_mail_is_ok_only_once_sent_and_gone(mail, ok, detail):
+    check = check_test_mail(mail)
+    assert check.ok is ok and detail in check.detail
+
+
+def test_generated_passwords_are_32_letters_and_digits_and_differ():
+    passwords = {generate_password() for _ in range(20)}
+    assert len(passwords) == 20
+    assert all(len(p) == PASSWORD_LENGTH and p.isalnum() and p.isascii() for p in passwords)
+
+
+@pytest.mark.parametrize("password", ["", "two\nlines", " padded", "nul\0"])
+def test_passwords_the_deploy_would_refuse_are_refused(password):
+    assert password_problem(password)
+
+
+def test_remove_script_purges_with_the_familys_package_manager_and_restores_every_file():
+    debian = next(f for f in FAMILIES if f.name == "debian")
+    script = remove_script("purge", debian, ["main.cf", "sasl_passwd"])
+    assert (
+        "mode=purge\ninit=systemd\npurge_command='env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postfix'"
+        in script
+    )
+    assert "files='main.cf sasl_passwd'\nremove_null_client\n" in script
+    with pytest.raises(ValueError, match="not one of stop, purge"):
+        remove_script("uninstall", debian, [])
