@@ -84,14 +84,20 @@ class DeployRun:
     output: str
 
 
-def deploy(env: dict[str, str], workstations: list[Workstation], *args: str) -> DeployRun:
-    """`pyinfra lab/inventory.py deploy.py -y ARGS` on these lab workstations, as a user runs it."""
+def run_deploy(env: dict[str, str], inventory: str, *args: str, extra_env: dict[str, str] | None = None) -> DeployRun:
+    """`pyinfra INVENTORY deploy.py -y ARGS` from the project directory, as a user runs it."""
     process = subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "pyinfra"), "lab/inventory.py", "deploy.py", "-y", *args],
+        [str(PROJECT / ".venv" / "bin" / "pyinfra"), inventory, "deploy.py", "-y", *args],
         cwd=PROJECT,
-        env={**env, "NULLCLIENT_LAB_HOSTS": ",".join(w.name for w in workstations), "PYINFRA_PROGRESS": "off"},
+        env={**env, **(extra_env or {}), "PYINFRA_PROGRESS": "off"},
         capture_output=True,
         text=True,
         timeout=900,
     )
     return DeployRun(process.returncode, process.stdout + process.stderr)
+
+
+def deploy(env: dict[str, str], workstations: list[Workstation], *args: str) -> DeployRun:
+    """The deploy on these lab workstations, through the lab's inventory."""
+    hosts = {"NULLCLIENT_LAB_HOSTS": ",".join(w.name for w in workstations)}
+    return run_deploy(env, "lab/inventory.py", *args, extra_env=hosts)
