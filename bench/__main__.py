@@ -1,0 +1,478 @@
+"""`sudo .venv/bin/python -m bench [--quick]`: build the lab, measure the deploy on bn* hosts, write the table.
+
+See bench/README.md for what is measured and how. Every bn* host, the relay instance, its address
+and DNS name, and the keyring are removed at the end, also on a failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import labkit
+from bench.labkit import host_name
+from bench.runner import (
+    PROJECT,
+    PYINFRA,
+    BenchError,
+    Counted,
+    SshMaster,
+    Timed,
+    count_commands,
+    deploy,
+    run_timed,
+    timed_ssh,
+)
+from bench.stats import Row, markdown_table, median
+from lab import hosts, smarthost
+from lab.config import STATE_DIR
+from lab.tools import require_root
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+
+PACKAGES = ["postfix", "libsasl2-modules", "ca-certificates", "bsd-mailx"]  # tasks/packages.py, defaults
+# The same installation the deploy does (tasks/packages.py: preseed, apt-get update, install), bare.
+BARE_INSTALL = (
+    "set -e; echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; "
+    "apt-get update -q >/dev/null; "
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold " + " ".join(PACKAGES) + " >/dev/null"
+)
+# What a no-change deploy must learn, in one command: the managed files' hashes and the service state.
+HASH_AND_STATE = (
+    "cd /etc/postfix && sha256sum main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db "
+    "&& systemctl is-active postfix && systemctl is-enabled postfix"
+)
+# The steps of tasks/apply_config.sh that cost time, each alone, on a configured host (umask 077: postmap
+# rebuilds the same, root-only map).
+APPLY_STEPS = r"""
+umask 077
+step() {
+  label=$1; shift; start=$(date +%s%N)
+  "$@" >/dev/null 2>&1 || true
+  echo "$label $(( ($(date +%s%N) - start) / 1000 ))"
+}
+running() { for i in 1 2 3 4 5 6 7 8 9 10; do postfix status && return 0; sleep 0.5; done; }
+step "postfix status" postfix status
+step "postconf -h default_database_type" postconf -h default_database_type
+step "postmap sasl_passwd" postmap /etc/postfix/sasl_passwd
+step "script -qec 'postfix check'" script -qec "postfix check" /dev/null
+step "systemctl reload postfix" systemctl reload postfix
+step "systemctl restart postfix, until postfix status" eval 'systemctl restart postfix; running'
+step "systemctl enable -q postfix" systemctl enable -q postfix
+"""
+BATCH = 20  # hosts configured at once when preparing the scale set (not measured for the table)
+
+
+@dataclass(frozen=True)
+class Plan:
+    first_runs: int  # first deploy of one fresh host (and the bare install beside it)
+    first10_runs: int  # first deploy of 10 fresh hosts at once
+    runs: int  # no-change re-deploys, per size
+    floor_runs: int  # pyinfra --version and the SSH floors
+    max_hosts: int  # the largest no-change re-deploy
+    mails: int
+    quick: bool
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted({1, min(10, self.max_hosts), self.max_hosts})
+
+
+def parse_args(argv: list[str] | None) -> Plan:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short check: 1 first deploy, 3 re-deploys, 10 hosts")
+    parser.add_argument("--runs", type=int, help="no-change re-deploys per size (default 5; quick 3)")
+    parser.add_argument("--first-runs", type=int, help="first deploys of 1 and of 10 hosts (default 3; quick 1)")
+    parser.add_argument("--hosts", type=int, help="hosts of the largest re-deploy (default 50; quick 10)")
+    parser.add_argument("--mails", type=int, help="mails for the latency (default 100; quick 20)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    plan = Plan(
+        first_runs=args.first_runs or (1 if quick else 3),
+        first10_runs=args.first_runs or (1 if quick else 3),
+        runs=args.runs or (3 if quick else 5),
+        floor_runs=5 if quick else 10,
+        max_hosts=args.hosts or (10 if quick else 50),
+        mails=args.mails or (20 if quick else 100),
+        quick=quick,
+    )
+    if not 10 <= plan.max_hosts <= 50:
+        parser.error("--hosts must be 10 to 50 (bn1..bn50)")
+    return plan
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class Bench:
+    def __init__(self, plan: Plan, out: Path) -> None:
+        self.plan = plan
+        self.logs = out / "logs"
+        self.hosts = labkit.Hosts()
+        self.env: dict[str, str] = {}
+        self.rows: list[Row] = []
+        self.diagnostic_rows: list[Row] = []
+        self.raw: dict[str, object] = {}
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def names(self, count: int) -> list[str]:
+        return [host_name(k) for k in range(1, count + 1)]
+
+    # --- the run ---------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        with ExitStack() as stack:
+            stack.callback(self.hosts.destroy_all)
+            say("booting bn1, bn2 (the lab's shared parts first, if it is down)")
+            self.hosts.fresh(self.names(2))
+            say("starting our relay bn-relay and our keyring")
+            stack.enter_context(labkit.relay())
+            self.env = stack.enter_context(labkit.keyring_session())
+            passwords = {name: labkit.generate_password() for name in self.names(self.plan.max_hosts)}
+            labkit.set_accounts(passwords)
+            labkit.store_passwords(self.env, passwords)
+            del passwords
+
+            self.first_deploy_one()
+            self.first_deploy_ten()
+            self.configure_the_rest()
+            self.floors()
+            self.redeploys()
+            self.mail_latency()
+            self.diagnostics()
+            self.raw["hosts"] = self.host_versions()
+            say("removing the bn* hosts, the relay and the keyring")
+
+    def first_deploy_one(self) -> None:
+        """A fresh host deployed, beside a bare apt-get install of the same packages on an identical host."""
+        totals, bares, differences, configure_only, rss = [], [], [], [], []
+        for run in range(self.plan.first_runs):
+            if run:
+                self.hosts.fresh(self.names(2))
+            deployed, bare = labkit.lab_host("bn1"), labkit.lab_host("bn2")
+            for step in ("deploy", "bare") if run % 2 == 0 else ("bare", "deploy"):  # alternate: no order bias
+                if step == "deploy":
+                    say(f"first deploy of one fresh host, run {run + 1}/{self.plan.first_runs}")
+                    timed = deploy(self.env, [deployed.name], self.log(f"first1-{run}"))
+                    totals.append(timed.seconds)
+                    rss.append(timed.max_rss_mib)
+                else:
+                    say(f"bare apt-get install on an identical fresh host, run {run + 1}/{self.plan.first_runs}")
+                    bares.append(timed_ssh(["ssh", *hosts.ssh_options()], bare.address, BARE_INSTALL))
+            differences.append(totals[-1] - bares[-1])
+            say("first configuration of the host that has the packages now")
+            configure_only.append(deploy(self.env, [bare.name], self.log(f"configure-only-{run}")).seconds)
+        self.rows += [
+            Row("first deploy, 1 fresh host: total", totals, "s"),
+            Row("bare apt-get update + install of the same packages, 1 fresh host", bares, "s",
+                note="one ssh command: preseed, update, install"),
+            Row("first deploy minus the bare install (not the installation)", differences, "s",
+                note="per run: deploy - bare, same run"),
+            Row("first configuration of a host with the packages already installed", configure_only, "s"),
+            Row("peak RSS of pyinfra, first deploy of 1 host", rss, "MiB"),
+        ]  # fmt: skip
+
+    def first_deploy_ten(self) -> None:
+        names = self.names(10)
+        seconds, rss = [], []
+        for run in range(self.plan.first10_runs):
+            say(f"booting 10 fresh hosts; first deploy of 10 at once, run {run + 1}/{self.plan.first10_runs}")
+            self.hosts.fresh(names)
+            timed = deploy(self.env, names, self.log(f"first10-{run}"))
+            seconds.append(timed.seconds)
+            rss.append(timed.max_rss_mib)
+        self.rows.append(Row("first deploy, 10 fresh hosts at once", seconds, "s", extra={"max_rss_mib": rss}))
+
+    def configure_the_rest(self) -> None:
+        """bn11..bnN get postfix configured (counted, not in the table), so that all can be re-deployed."""
+        rest = [host_name(k) for k in range(11, self.plan.max_hosts + 1)]
+        first_counts: dict[str, dict] = {}
+        for start in range(0, len(rest), BATCH):
+            batch = rest[start : start + BATCH]
+            say(f"booting and configuring {batch[0]}..{batch[-1]} (preparation for the scale runs)")
+            self.hosts.fresh(batch)
+            first_counts.update(count_commands(self.env, batch, self.log(f"prepare-{batch[0]}")).by_host)
+        if first_counts:
+            per_host = [entry["exec"] for entry in first_counts.values()]
+            self.rows.append(
+                Row("remote commands per host, first deploy", per_host, "commands",
+                    note=f"{len(per_host)} hosts, counted at the SSH layer", extra={"sftp": _sftp(first_counts)})
+            )  # fmt: skip
+            self.raw["first_deploy_commands"] = next(iter(first_counts.values()))["commands"]
+
+    def floors(self) -> None:
+        runs = self.plan.floor_runs
+        say(f"floors: one SSH command, {runs} runs each")
+        host = labkit.lab_host("bn1")
+        fresh = [timed_ssh(["ssh", *hosts.ssh_options()], host.address, HASH_AND_STATE) for _ in range(runs)]
+        with SshMaster(host, self.logs / "bn1.ssh") as master:
+            master.run("true")
+            open_connection = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                master.run(HASH_AND_STATE)
+                open_connection.append(time.perf_counter() - start)
+        self.rows += [
+            Row("floor: one SSH command, hash the files + service state, open connection", open_connection, "s",
+                note="OpenSSH ControlMaster"),
+            Row("floor: the same, new SSH connection", fresh, "s"),
+        ]  # fmt: skip
+
+    def redeploys(self) -> None:
+        sizes, runs = self.plan.sizes, self.plan.runs
+        times: dict[int, list[float]] = {n: [] for n in sizes}
+        rss: dict[int, list[float]] = {n: [] for n in sizes}
+        versions = []
+        for run in range(runs):  # sizes and floor interleaved, so that a noisy minute hits all of them alike
+            versions += [run_timed([str(PYINFRA), "--version"], self.log("version")).seconds for _ in range(2)]
+            for n in sizes:
+                say(f"no-change re-deploy of {n} host(s), run {run + 1}/{runs}")
+                timed: Timed = deploy(self.env, self.names(n), self.log(f"redeploy{n}-{run}"))
+                if "Starting operation" in timed.log.read_text(errors="replace"):
+                    raise BenchError(f"a no-change re-deploy changed something: see {timed.log}")
+                times[n].append(timed.seconds)
+                rss[n].append(timed.max_rss_mib)
+        counts = {}
+        for n in sizes:
+            say(f"counting the remote commands of a no-change re-deploy of {n} host(s)")
+            counted = count_commands(self.env, self.names(n), self.log(f"count{n}"))
+            counts[n] = counted.by_host
+            if n in (1, sizes[-1]):
+                self.timeline_rows(n, counted)
+        self.raw["redeploy_commands"] = counts[1]["bn1"]["commands"]
+
+        self.rows.append(Row("floor: `pyinfra --version`", versions, "s", note="2 before each round of re-deploys"))
+        version = median(versions)
+        one = median(times[1])
+        largest = sizes[-1]
+        for n in sizes:
+            row = Row(f"no-change re-deploy, {n} host{'s' if n > 1 else ''}", times[n], "s")
+            if n == 1:
+                row.goal, row.met = f"< 2 x pyinfra --version = {2 * version:.2f} s", one < 2 * version
+                row.note = "a minimal correct deploy measured 1.7 s on the issue's machine"
+            elif n == largest:
+                row.goal, row.met = f"< 3 x 1 host = {3 * one:.2f} s", median(times[n]) < 3 * one
+            self.rows.append(row)
+        for n in sizes:
+            per_host = [entry["exec"] for entry in counts[n].values()]
+            note = f"{len(per_host)} host(s), counted at the SSH layer"
+            row = Row(f"remote commands per host, no-change re-deploy of {n}", per_host, "commands", note=note)
+            row.extra["sftp"] = _sftp(counts[n])
+            if n == 1:
+                row.goal, row.met = "<= 12", max(per_host) <= 12
+            self.rows.append(row)
+        for n in (1, largest):
+            self.rows.append(Row(f"peak RSS of pyinfra, no-change re-deploy of {n}", rss[n], "MiB"))
+
+    def timeline_rows(self, n: int, counted: Counted) -> None:
+        """Where the counted no-change run of `n` hosts spent its time (one run: a breakdown, not a median)."""
+        t = counted.timeline
+        parts = [
+            ("python start, imports and exit", t["imports_done"] + counted.seconds - t["end"]),
+            ("config and inventory, until the first SSH connect", t["connect_first_start"] - t["imports_done"]),
+            ("connecting (first connect start to last connect end)", t["connect_last_end"] - t["connect_first_start"]),
+            ("deploy.py until the first remote command (settings, keyring)", t["exec_first"] - t["connect_last_end"]),
+            (f"  of which keyring.get_password, {t['keyring_calls']} calls", t["keyring_s"]),
+            ("remote commands (first start to last start)", t["exec_last"] - t["exec_first"]),
+            ("after the last remote command starts: its answer, results, disconnect", t["end"] - t["exec_last"]),
+        ]  # fmt: skip
+        for label, seconds in parts:
+            self.diagnostic_rows.append(Row(f"no-change re-deploy of {n}: {label}", [seconds], "s"))
+        self.raw[f"timeline_{n}"] = {**t, "wall_s": counted.seconds}
+
+    def mail_latency(self) -> None:
+        """sendmail on bn1 to arrival at our relay, one mail at a time; both clocks are the same kernel's."""
+        count = self.plan.mails
+        say(f"mail latency: {count} mails from bn1 to bn-relay, one at a time")
+        tag = f"bench-latency-{os.getpid()}-{time.time_ns()}"
+        latencies = []
+        with SshMaster(labkit.lab_host("bn1"), self.logs / "bn1-mail.ssh") as master:
+            for k in range(count):
+                subject = f"{tag} {k}"
+                sent = float(
+                    master.run(
+                        f"date +%s.%N; printf 'Subject: {subject}\\n\\nprobe\\n' | /usr/sbin/sendmail root"
+                    ).stdout
+                )
+                message = _wait_for_subject(subject, timeout=60)
+                latencies.append(message["received"] - sent)
+        row = Row(f"mail latency, sendmail on a workstation → relay, {count} mails", latencies, "s", p95=True)
+        row.goal, row.met = "median < 1 s", median(latencies) < 1
+        self.rows.append(row)
+
+    def diagnostics(self) -> None:
+        """Where the time of a deploy goes: the keyring, and each step of the apply command on a host."""
+        say("diagnostics: keyring lookups, and the steps of the apply command on bn1")
+        names = self.names(self.plan.max_hosts)
+        script = (
+            "import sys, time, keyring\n"
+            "start = time.perf_counter()\n"
+            "for user in sys.argv[2:]: assert keyring.get_password(sys.argv[1], user)\n"
+            "print(time.perf_counter() - start)\n"
+        )
+        argv = [sys.executable, "-c", script, labkit.KEYRING_SERVICE, *map(labkit.smtp_user, names)]
+        lookups = []
+        for _ in range(3):
+            total = float(subprocess.run(argv, env=self.env, capture_output=True, text=True, check=True).stdout)
+            lookups.append(total / len(names) * 1000)
+        self.diagnostic_rows.append(
+            Row(f"keyring: one password lookup ({len(names)} in one process)", lookups, "ms",
+                note="the deploy reads every host's password before the first command")
+        )  # fmt: skip
+        steps: dict[str, list[float]] = {}
+        for _ in range(3):
+            out = hosts.ssh("bn1", APPLY_STEPS).stdout
+            for line in out.splitlines():
+                label, micros = line.rsplit(" ", 1)
+                steps.setdefault(label, []).append(int(micros) / 1000)
+        for label, samples in steps.items():
+            self.diagnostic_rows.append(Row(f"on a host: `{label}`", samples, "ms"))
+
+    def host_versions(self) -> dict[str, str]:
+        out = hosts.ssh("bn1", "cat /etc/debian_version; postconf -h mail_version").stdout.split()
+        return {"debian": out[0], "postfix": out[1]}
+
+
+def _wait_for_subject(subject: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in smarthost.messages(STATE_DIR, labkit.RELAY_INSTANCE):
+            if message.get("subject") == subject:
+                return message
+        time.sleep(0.02)
+    raise BenchError(f"the mail {subject!r} did not reach bn-relay within {timeout:.0f} s")
+
+
+def _sftp(counts: dict[str, dict]) -> int:
+    return sum(entry["sftp"] for entry in counts.values())
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, object]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "kernel": " ".join(platform.uname()[i] for i in (0, 2, 4)),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "os": platform.freedesktop_os_release().get("PRETTY_NAME", "?"),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("pyinfra", "paramiko", "gevent", "keyring", "jinja2"):
+        found[package] = importlib.metadata.version(package)
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    found["openssh (bench client)"] = ssh.split(",")[0]
+    return found
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    return commit + (
+        " + uncommitted changes" if git("status", "--porcelain", "--", "deploy.py", "tasks", "templates") else ""
+    )
+
+
+def report(info: dict, rows: list[Row], diagnostics: list[Row]) -> str:
+    lines = [
+        f"# Benchmark results ({'quick check' if info['plan']['quick'] else 'full run'})",
+        "",
+        f"- date: {info['date']} (took {info['duration_s'] / 60:.1f} min)",
+        f"- machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, "
+        f"{info['machine']['memory_gib']} GiB, {info['machine']['os']}, {info['machine']['kernel']}",
+        f"- load average before / after: {info['load_before']} / {info['load_after']} (other lab users run too)",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}",
+        f"- lab hosts: Debian {info.get('hosts', {}).get('debian', '?')}, "
+        f"postfix {info.get('hosts', {}).get('postfix', '?')}",
+        f"- deploy: commit {info['commit']}",
+        "- command: `sudo .venv/bin/python -m bench" + (" --quick`" if info["plan"]["quick"] else "`"),
+        "",
+        "Medians of the runs; see bench/README.md for what each line measures.",
+        "",
+        markdown_table(rows),
+    ]
+    if diagnostics:
+        lines += ["Where the time goes (diagnostics, same run):", "", markdown_table(diagnostics)]
+    for key, title in (("redeploy_commands", "no-change re-deploy"), ("first_deploy_commands", "first deploy")):
+        if info.get(key):
+            lines += [f"Remote commands of one host's {title} (the start of each, on one line):", "", "```"]
+            lines += info[key] + ["```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan = parse_args(argv)
+    require_root()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill runs the same cleanup as Ctrl-C
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = RESULTS_DIR / stamp
+    bench = Bench(plan, out)
+    info: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "versions": versions(),
+        "commit": git_commit(),
+        "plan": {**plan.__dict__, "sizes": plan.sizes},
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    start = time.monotonic()
+    try:
+        bench.run()
+    except BenchError as error:
+        say(f"failed: {error}")
+        return 1
+    info["duration_s"] = time.monotonic() - start
+    info["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info.update(bench.raw)
+    text = report(info, bench.rows, bench.diagnostic_rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                **info,
+                "rows": [r.as_json() for r in bench.rows],
+                "diagnostics": [r.as_json() for r in bench.diagnostic_rows],
+            },
+            indent=1,
+        )
+    )
+    for name in ("results.md", "results.json"):
+        shutil.copyfile(out / name, RESULTS_DIR / f"latest-{name}")
+    if not plan.quick:
+        RESULTS_MD.write_text(text)
+    print(text)
+    say(f"written: {out}/results.md and results.json" + ("" if plan.quick else f", {RESULTS_MD}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
