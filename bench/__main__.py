@@ -38,12 +38,15 @@ from bench.stats import Row, markdown_table, median
 from lab import hosts, smarthost
 from lab.config import STATE_DIR
 from lab.tools import require_root
+from nullclient.passwords import generate_password
+from tasks.distro import FAMILIES
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 
-PACKAGES = ["postfix", "libsasl2-modules", "ca-certificates", "bsd-mailx"]  # tasks/packages.py, defaults
+_DEBIAN = next(f for f in FAMILIES if f.name == "debian")
+PACKAGES = [*_DEBIAN.packages, _DEBIAN.mail_package]  # what the deploy installs on Debian
 # The same installation the deploy does (tasks/packages.py: preseed, apt-get update, install), bare.
 BARE_INSTALL = (
     "set -e; echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; "
@@ -145,7 +148,7 @@ class Bench:
             say("starting our relay bn-relay and our keyring")
             stack.enter_context(labkit.relay())
             self.env = stack.enter_context(labkit.keyring_session())
-            passwords = {name: labkit.generate_password() for name in self.names(self.plan.max_hosts)}
+            passwords = {name: generate_password() for name in self.names(self.plan.max_hosts)}
             labkit.set_accounts(passwords)
             labkit.store_passwords(self.env, passwords)
             del passwords

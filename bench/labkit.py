@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import string
 import subprocess
 import sys
 import tempfile
@@ -38,11 +36,6 @@ def host_name(index: int) -> str:
 
 def smtp_user(name: str) -> str:
     return f"{name}@{DOMAIN}"
-
-
-def generate_password(length: int = 32) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 # --- hosts -----------------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import string
 import subprocess
 import sys
 import time
@@ -13,16 +11,11 @@ from pathlib import Path
 from lab import hosts, smarthost
 from lab.config import DOMAIN, FORWARD_TO, STATE_DIR
 from lab.keyring import secret_service
+from nullclient.passwords import generate_password
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEYRING_SERVICE = "postfix-nullclient"  # the default of group_data/all.py
 KEYRING_HOME = STATE_DIR / "keyring"
-
-
-def generate_password(length: int = 32) -> str:
-    """Like `pwgen --secure 32`: letters and digits from a cryptographic source."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def keyring_call(env: dict[str, str], action: str, user: str, password: str = "") -> str:
