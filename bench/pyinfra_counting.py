@@ -7,7 +7,8 @@ channel request); every file upload opens an "sftp" subsystem. Both are counted 
 whatever pyinfra layer asked for them (facts, operations, connect-time checks), and written to
 COUNTS.json as {address: {"exec": N, "sftp": N, "commands": [start of each command, ...]}}, with
 "_timeline": seconds from the start of this process to the end of the imports, to the first and last
-SSH connect, the first and last remote command, the end, and the time spent in keyring.get_password.
+SSH connect, the first and last remote command, the end, and the time spent reading the keyring
+(tasks/keyring_lookup.py).
 The exit code is the CLI's. Used only for counting: the timed runs use the plain `pyinfra` binary.
 """
 
@@ -18,17 +19,20 @@ START = time.perf_counter()
 # isort: off
 import json  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pyinfra_cli  # noqa: E402, F401  (patches the standard library for gevent, first, as the CLI does)
-import keyring  # noqa: E402
 from paramiko import Channel  # noqa: E402
 from pyinfra.connectors.ssh import SSHConnector  # noqa: E402
 from pyinfra_cli.main import cli  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the deploy's own `tasks` package
+from tasks import keyring_lookup  # noqa: E402
 # isort: on
 
 counts: dict[str, dict] = {}
 # Seconds since this process started: where a run's wall time goes (written as "_timeline").
-timeline: dict[str, float] = {"imports_done": time.perf_counter() - START, "keyring_s": 0.0, "keyring_calls": 0}
+timeline: dict[str, float] = {"imports_done": time.perf_counter() - START, "keyring_s": 0.0, "keyring_entries": 0}
 
 
 def _mark(first: str, last: str) -> None:
@@ -37,16 +41,17 @@ def _mark(first: str, last: str) -> None:
     timeline[last] = now
 
 
-_get_password = keyring.get_password
+_read_passwords = keyring_lookup.read_passwords
 
 
-def _timed_get_password(service: str, user: str):
+def _timed_read_passwords(entries):
+    entries = list(entries)
     start = time.perf_counter()
     try:
-        return _get_password(service, user)
+        return _read_passwords(entries)
     finally:
         timeline["keyring_s"] += time.perf_counter() - start
-        timeline["keyring_calls"] += 1
+        timeline["keyring_entries"] += len(entries)
 
 
 _connect = SSHConnector.connect
@@ -91,7 +96,7 @@ def _counting_subsystem(self: Channel, subsystem) -> None:
     return _invoke_subsystem(self, subsystem)
 
 
-keyring.get_password = _timed_get_password
+keyring_lookup.read_passwords = _timed_read_passwords
 SSHConnector.connect = _timed_connect
 Channel.exec_command = _counting_exec
 Channel.invoke_subsystem = _counting_subsystem

@@ -37,7 +37,7 @@ class Account:
 
 
 def account_of(host_name: str, data: Any) -> Account:
-    settings, problems = check_host(host_name, data, read_password=False)
+    settings, problems = check_host(host_name, data)
     if problems:
         raise UsageError("refusing, the settings are not right:\n  - " + "\n  - ".join(problems))
     assert settings is not None

@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keyring
 import keyring.errors
 from pyinfra.api.exceptions import PyinfraError
+
+from tasks import keyring_lookup
+from tasks.keyring_lookup import Entry
 
 RELAY_PORTS = (587, 465)
 ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -132,39 +135,48 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def _read_password(service: str, user: str) -> str | None:
-    return keyring.get_password(service, user)
-
-
-def _check_password(check: _Checker, service: str, user: str) -> Secret:
+def _password_problems(host_name: str, entry: Entry, passwords: dict[Entry, str | None]) -> list[str]:
+    service, user = entry
+    password = passwords.get(entry)
     store = f"store it with: keyring set {service} {user}"
+    if password is None:
+        return [f"{host_name}: no password in the keyring for service {service!r}, user {user!r}; {store}"]
+    if problem := password_problem(password):
+        return [f"{host_name}: the keyring entry for service {service!r}, user {user!r} {problem}; {store}"]
+    return []
+
+
+def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], list[str]]:
+    """Each host's settings with its password, all read in one go; or the problems, one per host."""
+    entries = {name: (settings.keyring_service, settings.smtp_user) for name, settings in good.items()}
     try:
-        password = _read_password(service, user)
+        passwords = keyring_lookup.read_passwords(entries.values())
     except keyring.errors.NoKeyringError:
-        check.fail(
-            "no OS keyring backend is available to read the relay password "
+        return {}, [
+            f"{name}: no OS keyring backend is available to read the relay password "
             f"(service {service!r}, user {user!r}); run the deploy in a desktop session with "
             "Secret Service (gnome-keyring) or KWallet, or install and choose one, e.g. "
             "`pip install keyrings.alt` and PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring"
-        )
-        return Secret("")
+            for name, (service, user) in entries.items()
+        ]
     except keyring.errors.KeyringError as error:
-        check.fail(
-            f"the keyring could not be read (service {service!r}, user {user!r}): "
+        return {}, [
+            f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "
             f"{type(error).__name__}: {error}; unlock it and run again"
-        )
-        return Secret("")
-    if password is None:
-        check.fail(f"no password in the keyring for service {service!r}, user {user!r}; {store}")
-    elif problem := password_problem(password):
-        check.fail(f"the keyring entry for service {service!r}, user {user!r} {problem}; {store}")
-    return Secret(password or "")
+            for name, (service, user) in entries.items()
+        ]
+    problems = [problem for name, entry in entries.items() for problem in _password_problems(name, entry, passwords)]
+    if problems:
+        return {}, problems
+    return {
+        name: replace(settings, password=Secret(passwords[entries[name]] or "")) for name, settings in good.items()
+    }, []
 
 
-def check_host(host_name: str, data: Any, read_password: bool = True) -> tuple[Settings | None, list[str]]:
-    """Validate one host's data and read its password; return the settings or the problems.
+def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
+    """Validate one host's data; return the settings (with an empty password) or the problems.
 
-    read_password=False: validate only, the settings carry an empty password (nullclient's secret commands).
+    with_passwords() adds the passwords; nullclient's secret commands need only the names.
     """
     check = _Checker(host_name, data)
 
@@ -223,11 +235,6 @@ def check_host(host_name: str, data: Any, read_password: bool = True) -> tuple[S
 
     mail_package = check.get("mail_package") or None
 
-    # The keyring is asked only when the name it is asked for is right.
-    password = Secret("")
-    if not check.problems and read_password:
-        password = _check_password(check, service, smtp_user)
-
     if check.problems:
         return None, check.problems
     settings = Settings(
@@ -244,7 +251,7 @@ def check_host(host_name: str, data: Any, read_password: bool = True) -> tuple[S
         myhostname=myhostname,
         ipv6=ipv6,
         mail_package=mail_package,
-        password=password,
+        password=Secret(""),
     )
     return settings, []
 
@@ -274,13 +281,14 @@ def check_inventory(hosts: Any) -> dict[str, Settings]:
     """Check all hosts; raise one SettingsError listing every problem of every host."""
     good: dict[str, Settings] = {}
     problems: list[str] = []
-    # One lookup after another: side by side, gnome-keyring answered some of them with
-    # "Failed to create the collection: Prompt dismissed" (seen with 20 hosts in the benchmark).
     for host in hosts:
         settings, host_problems = check_host(host.name, host.data)
         problems += host_problems
         if settings:
             good[host.name] = settings
+    # The keyring is asked only for the hosts whose entry names are right.
+    good, password_problems = with_passwords(good)
+    problems += password_problems
     if problems:
         raise SettingsError("refusing to deploy, no host was touched:\n  - " + "\n  - ".join(problems))
     return good

@@ -1,0 +1,80 @@
+"""tasks/keyring_lookup.py reads what keyring.get_password reads, for many entries at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import PROJECT, store_password
+
+SERVICE = "nullclient-lookup-test"
+ENTRIES = {f"host{k}@example.net": f"pass word {k} #:@$%'\"" for k in range(12)}
+
+# Compares read_passwords with keyring.get_password in a fresh process with the given backend.
+COMPARE = """
+import json, sys, keyring
+from tasks.keyring_lookup import read_passwords
+service, users = sys.argv[1], sys.argv[2:]
+entries = [(service, user) for user in users]
+batch = read_passwords(entries + entries[:2])  # a repeated entry is read once
+print(json.dumps({
+    "backend": type(keyring.get_keyring()).__module__,
+    "one_by_one": [keyring.get_password(*entry) for entry in entries],
+    "batch": [batch[entry] for entry in entries],
+    "keys": len(batch),
+}))
+"""
+
+
+def compare(env: dict[str, str], users: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", COMPARE, SERVICE, *users], cwd=PROJECT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_secret_service_batch_reads_the_same_entries_as_keyring(keyring_env):
+    for user, password in ENTRIES.items():
+        store_password(keyring_env, SERVICE, user, password)
+    store_password(keyring_env, SERVICE, "missing@example.net", None)
+    store_password(keyring_env, "other-service", "host0@example.net", "not this one")
+    try:
+        users = [*ENTRIES, "missing@example.net"]
+        found = compare(keyring_env, users)
+        assert found["backend"] == "keyring.backends.SecretService"
+        assert found["batch"] == found["one_by_one"] == [*ENTRIES.values(), None]
+        assert found["keys"] == len(users)
+    finally:
+        for user in ENTRIES:
+            store_password(keyring_env, SERVICE, user, None)
+        store_password(keyring_env, "other-service", "host0@example.net", None)
+
+
+def test_other_backends_are_asked_entry_by_entry(tmp_path):
+    """Any backend but Secret Service: here a file-backed one written against keyring's backend API."""
+    backend_module = tmp_path / "memory_backend.py"
+    backend_module.write_text(
+        "import json, os\n"
+        "from keyring.backend import KeyringBackend\n"
+        "class Keyring(KeyringBackend):\n"
+        "    priority = 1\n"
+        "    def _data(self):\n"
+        "        return json.loads(open(os.environ['TEST_KEYRING_FILE']).read())\n"
+        "    def get_password(self, service, username):\n"
+        "        return self._data().get(f'{service}/{username}')\n"
+        "    def set_password(self, service, username, password): raise NotImplementedError\n"
+        "    def delete_password(self, service, username): raise NotImplementedError\n"
+    )
+    store = tmp_path / "store.json"
+    store.write_text(json.dumps({f"{SERVICE}/{user}": password for user, password in ENTRIES.items()}))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{tmp_path}:{PROJECT}",
+        "PYTHON_KEYRING_BACKEND": "memory_backend.Keyring",
+        "TEST_KEYRING_FILE": str(store),
+    }
+    found = compare(env, [*ENTRIES, "missing@example.net"])
+    assert found["backend"] == "memory_backend"
+    assert found["batch"] == found["one_by_one"] == [*ENTRIES.values(), None]
