@@ -205,7 +205,7 @@ def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, 
         for f in files
         if f.hashed_map and found.fresh_maps.get(f.name) != "root:root:600"
     ]
-    if not found.active:
+    if not found.running:
         problems.append("postfix is not running")
     if not found.enabled:
         problems.append("postfix is not enabled at boot")

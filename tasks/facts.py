@@ -14,33 +14,40 @@ from pyinfra.api import FactBase
 
 CONFIG_DIR = "/etc/postfix"
 
-# Runs as root on the host; prints "key value" lines that process() below reads.
+# Runs as root on the host; prints "key value" lines that process() below reads. It runs on every
+# host at every deploy, so it starts few programs: builtins where they suffice, no systemctl (10 ms
+# of CPU per call, half of this whole look at a host in the benchmark).
 _SCRIPT = r"""
 conf={conf}
 . /etc/os-release 2>/dev/null || true
 echo "os ${{ID:-unknown}} ${{VERSION_ID:-unknown}} ${{ID_LIKE:-}}"
 echo "fqdn $(hostname -f 2>/dev/null || uname -n)"
-if grep -qs ' lo$' /proc/net/if_inet6; then echo "ipv6 yes"; else echo "ipv6 no"; fi
+ipv6=no
+if [ -r /proc/net/if_inet6 ]; then
+  while read -r _ _ _ _ _ device; do [ "$device" = lo ] && ipv6=yes; done < /proc/net/if_inet6
+fi
+echo "ipv6 $ipv6"
 for name in {plain}; do
-  if [ -f "$conf/$name" ]; then echo "content $name $(base64 -w0 < "$conf/$name")"; fi
+  if [ -f "$conf/$name" ]; then printf 'content %s ' "$name"; base64 -w0 < "$conf/$name"; echo; fi
 done
 for name in {secret}; do
   if [ -f "$conf/$name" ]; then
-    echo "sha256 $name $(sha256sum < "$conf/$name" | cut -d' ' -f1)"
-    echo "mode $name $(stat -c '%U:%G:%a' "$conf/$name")"
+    printf 'sha256 %s ' "$name"; sha256sum < "$conf/$name"
+    printf 'mode %s ' "$name"; stat -c '%U:%G:%a' "$conf/$name"
   fi
 done
-type=$(postconf -h default_database_type 2>/dev/null || true)
+set -- $(postconf -h default_database_type daemon_directory 2>/dev/null)
+type=${{1:-}} daemon=${{2:-}}
 echo "database_type ${{type:--}}"
 case "$type" in lmdb) suffix=lmdb ;; cdb) suffix=cdb ;; *) suffix=db ;; esac
 for name in {maps}; do
   db="$conf/$name.$suffix"
   if [ -f "$db" ] && [ ! "$conf/$name" -nt "$db" ]; then
-    echo "map_fresh $name $(stat -c '%U:%G:%a' "$db")"
+    printf 'map_fresh %s ' "$name"; stat -c '%U:%G:%a' "$db"
   fi
 done
 if command -v dpkg-query >/dev/null; then
-  dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}}\n' {packages} 2>/dev/null | sed -n 's/^ii *\(.*\)/package \1/p'
+  dpkg-query -W -f='dpkg ${{db:Status-Abbrev}} ${{Package}}\n' {packages} 2>/dev/null
 elif command -v rpm >/dev/null; then
   rpm -q --qf 'package %{{NAME}}\n' {packages} 2>/dev/null | grep '^package ' || true
 elif command -v pacman >/dev/null; then
@@ -48,14 +55,19 @@ elif command -v pacman >/dev/null; then
 elif command -v apk >/dev/null; then
   apk info -e {packages} 2>/dev/null | sed 's/^/package /'
 fi
+# The master process of Postfix holds the lock on its pid file; `master -t` fails when it does
+# (what `postfix status` asks too, at a tenth of the cost).
+if [ -x "$daemon/master" ] && ! "$daemon/master" -t 2>/dev/null; then echo "running yes"; fi
+# Enabled at boot: the link that `systemctl enable` makes for the WantedBy of postfix.service,
+# or the runlevel link of `rc-update add`.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   echo "init systemd"
-  systemctl is-active -q postfix && echo "active yes"
-  systemctl is-enabled -q postfix 2>/dev/null && echo "enabled yes"
+  for link in /etc/systemd/system/*.wants/postfix.service; do
+    [ -e "$link" ] && echo "enabled yes" && break
+  done
 elif command -v rc-service >/dev/null; then
   echo "init openrc"
-  rc-service postfix status >/dev/null 2>&1 && echo "active yes"
-  rc-update show default 2>/dev/null | grep -qw postfix && echo "enabled yes"
+  [ -e /etc/runlevels/default/postfix ] && echo "enabled yes"
 fi
 true
 """
@@ -77,8 +89,8 @@ class HostState:
     database_type: str | None = None
     packages: set[str] = field(default_factory=set)
     init: str | None = None
-    active: bool = False
-    enabled: bool = False
+    running: bool = False  # postfix's master process runs
+    enabled: bool = False  # started at boot
 
 
 class NullClientHost(FactBase[HostState]):
@@ -116,7 +128,7 @@ class NullClientHost(FactBase[HostState]):
                 state.contents[name] = base64.b64decode(encoded).decode()
             elif key == "sha256":
                 name, _, digest = value.partition(" ")
-                state.sha256[name] = digest
+                state.sha256[name] = digest.split(" ", 1)[0]  # sha256sum prints "DIGEST  -"
             elif key == "mode":
                 name, _, mode = value.partition(" ")
                 state.modes[name] = mode
@@ -127,10 +139,14 @@ class NullClientHost(FactBase[HostState]):
                 state.database_type = None if value == "-" else value
             elif key == "package":
                 state.packages.add(value.strip())
+            elif key == "dpkg":  # "ii  NAME": installed; any other status is not
+                status, _, name = value.partition(" ")
+                if status == "ii":
+                    state.packages.add(name.strip())
             elif key == "init":
                 state.init = value
-            elif key == "active":
-                state.active = True
+            elif key == "running":
+                state.running = True
             elif key == "enabled":
                 state.enabled = True
         return state

@@ -91,9 +91,9 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
 
     new_main_cf = next((f.content for f in files if f.name == "main.cf"), None)
     old, new = main_cf_values(found.contents.get("main.cf")), main_cf_values(new_main_cf)
-    needs_restart = not found.active or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
+    needs_restart = not found.running or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
     action = "restart" if needs_restart else "reload"
-    needed = bool(changed or maps_to_build or not found.active or not found.enabled)
+    needed = bool(changed or maps_to_build or not found.running or not found.enabled)
     return Plan(changed, maps_to_build, action, not found.enabled, needed)
 
 

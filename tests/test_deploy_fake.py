@@ -42,14 +42,15 @@ def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
 
 def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
     """What the fact prints on a host that this deploy already configured with `settings`."""
-    lines = ["os debian 12", f"fqdn {fqdn}", "ipv6 no", "database_type hash", "init systemd", "active", "enabled"]
+    lines = ["os debian 12", f"fqdn {fqdn}", "ipv6 no", "database_type hash", "init systemd"]
+    lines += ["running yes", "enabled yes"]
     for managed in render_files(settings, fqdn, False, "/etc/ssl/certs/ca-certificates.crt"):
         if managed.secret:
             lines += [f"sha256 {managed.name} {managed.sha256}", f"mode {managed.name} root:root:600"]
             lines += [f"map_fresh {managed.name} root:root:600"]
         else:
             lines.append(f"content {managed.name} {base64.b64encode(managed.content.encode()).decode()}")
-    return lines + [f"package {name}" for name in PACKAGES]
+    return lines + [f"dpkg ii  {name}" for name in PACKAGES]
 
 
 def write_inventory(path: Path, hosts: dict[str, list[str] | None]) -> Path:
