@@ -31,6 +31,7 @@ from bench.runner import (
     Timed,
     count_commands,
     deploy,
+    parallel_floor,
     run_timed,
     timed_ssh,
 )
@@ -241,7 +242,9 @@ class Bench:
     def redeploys(self) -> None:
         sizes, runs = self.plan.sizes, self.plan.runs
         times: dict[int, list[float]] = {n: [] for n in sizes}
+        floors: dict[int, list[float]] = {n: [] for n in sizes}
         rss: dict[int, list[float]] = {n: [] for n in sizes}
+        addresses = [labkit.lab_host(name).address for name in self.names(sizes[-1])]
         versions = []
         for run in range(runs):  # sizes and floor interleaved, so that a noisy minute hits all of them alike
             versions += [run_timed([str(PYINFRA), "--version"], self.log("version")).seconds for _ in range(2)]
@@ -252,6 +255,7 @@ class Bench:
                     raise BenchError(f"a no-change re-deploy changed something: see {timed.log}")
                 times[n].append(timed.seconds)
                 rss[n].append(timed.max_rss_mib)
+                floors[n].append(parallel_floor(addresses[:n], HASH_AND_STATE))
         counts = {}
         for n in sizes:
             say(f"counting the remote commands of a no-change re-deploy of {n} host(s)")
@@ -265,6 +269,10 @@ class Bench:
         version = median(versions)
         one = median(times[1])
         largest = sizes[-1]
+        for n in sizes:
+            label = f"floor: the hash + service state command on {n} host(s) at once, new connections"
+            note = "one process, paramiko + gevent as in pyinfra, without its start (bench/parallel_floor.py)"
+            self.rows.append(Row(label, floors[n], "s", note=note))
         for n in sizes:
             row = Row(f"no-change re-deploy, {n} host{'s' if n > 1 else ''}", times[n], "s")
             if n == 1:

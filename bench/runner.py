@@ -17,6 +17,7 @@ from lab import hosts
 PROJECT = Path(__file__).resolve().parent.parent
 PYINFRA = PROJECT / ".venv" / "bin" / "pyinfra"
 COUNTING = Path(__file__).resolve().with_name("pyinfra_counting.py")
+PARALLEL_FLOOR = Path(__file__).resolve().with_name("parallel_floor.py")
 DEPLOY_TIMEOUT = 1800.0
 
 
@@ -132,3 +133,12 @@ def timed_ssh(argv_prefix: list[str], address: str, command: str) -> float:
     start = time.perf_counter()
     subprocess.run([*argv_prefix, f"root@{address}", command], capture_output=True, check=True, timeout=60)
     return time.perf_counter() - start
+
+
+def parallel_floor(addresses: list[str], command: str) -> float:
+    """bench/parallel_floor.py: `command` on every address at once over new connections, in one process."""
+    out = subprocess.run(
+        [sys.executable, str(PARALLEL_FLOOR), str(hosts.LAB_KEY), str(hosts.KNOWN_HOSTS), command, *addresses],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return float(out.stdout)
