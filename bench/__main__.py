@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from lab.config import STATE_DIR
 from lab.tools import require_root
 from nullclient.passwords import generate_password
 from tasks.distro import FAMILIES
+from tasks.packages import APT_INSTALL, DEBCONF_PRESEED
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -48,13 +50,8 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 
 _DEBIAN = next(f for f in FAMILIES if f.name == "debian")
 PACKAGES = [*_DEBIAN.packages, _DEBIAN.mail_package]  # what the deploy installs on Debian
-# The same installation the deploy does (tasks/packages.py: preseed, apt-get update, install), bare.
-BARE_INSTALL = (
-    "set -e; echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; "
-    "apt-get update -q >/dev/null; "
-    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold " + " ".join(PACKAGES) + " >/dev/null"
-)
+# The very installation command of the deploy (tasks/packages.py: preseed, apt-get update, install), bare.
+BARE_INSTALL = f"printf %s {shlex.quote(DEBCONF_PRESEED)} | {{ {APT_INSTALL} {' '.join(PACKAGES)}; }} >/dev/null"
 # What a no-change deploy must learn, in one command: the managed files' hashes and the service state.
 HASH_AND_STATE = (
     "cd /etc/postfix && sha256sum main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import apk, apt, dnf, pacman, server, zypper
+from pyinfra.operations import apk, dnf, pacman, server, zypper
 
 from tasks.distro import Family
 from tasks.facts import HostState
@@ -10,6 +10,17 @@ from tasks.settings import Settings
 
 # "No configuration": the installer writes no main.cf and asks nothing; the deploy writes its own.
 DEBCONF_PRESEED = "postfix postfix/main_mailer_type select No configuration\n"
+
+# One command, the preseed on its stdin: the deploy's fact knows already what is missing, so no
+# package fact and no separate update. The install waits up to 5 minutes for the dpkg lock that
+# unattended-upgrades holds on a freshly booted workstation (apt 2.6 waits so for the install only,
+# not for the update's lists lock: seen in the lab).
+APT_INSTALL = (
+    "debconf-set-selections"
+    " && apt-get update -q"
+    " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300"
+    " -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+)
 
 
 def wanted_packages(settings: Settings, family: Family) -> list[str]:
@@ -23,13 +34,7 @@ def install(settings: Settings, family: Family, found: HostState) -> None:
         return
     name = f"Install {', '.join(missing)}"
     if family.package_manager == "apt":
-        if "postfix" in missing:
-            server.shell(
-                name="Preseed debconf: install postfix without configuring it",
-                commands=["debconf-set-selections"],
-                _stdin=DEBCONF_PRESEED,
-            )
-        apt.packages(name=name, packages=missing, update=True, no_recommends=True)
+        server.shell(name=name, commands=[f"{APT_INSTALL} {' '.join(missing)}"], _stdin=DEBCONF_PRESEED)
     elif family.package_manager == "dnf":
         dnf.packages(name=name, packages=missing)
     elif family.package_manager == "pacman":

@@ -139,9 +139,13 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert run.returncode == 0, run.output
     commands = run.commands["@fake/torres"]
     command_lines = [c["command"] for c in commands]
-    assert "No configuration" in stdin_of(commands, "debconf-set-selections")
-    install = next(c for c in command_lines if "apt-get" in c and " install " in c)
-    assert "DEBIAN_FRONTEND=noninteractive" in install and all(name in install for name in PACKAGES)
+    # Three commands: the fact, the install (debconf preseed on its stdin, update, install), the apply.
+    assert len(commands) == 3, command_lines
+    install = next(c for c in commands if "apt-get" in c["command"] and " install " in c["command"])
+    assert install["command"].startswith("debconf-set-selections && apt-get update")
+    assert "No configuration" in install["stdin"]
+    assert "DEBIAN_FRONTEND=noninteractive" in install["command"]
+    assert all(name in install["command"] for name in PACKAGES)
     apply_stdin = stdin_of(commands, "sh -s")
     files = staged_files(apply_stdin)
     assert sorted(files) == ["main.cf", "sasl_passwd", "sender_canonical", "virtual_alias"]

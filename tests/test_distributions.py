@@ -15,7 +15,7 @@ FAMILIES = {
     # name: (fact lines, install command pattern, CA bundle, service command)
     "ubuntu": (
         ["os ubuntu 24.04 debian", "init systemd"],
-        r"apt-get -y .*install .*postfix libsasl2-modules ca-certificates bsd-mailx",
+        r"apt-get install -y .*postfix libsasl2-modules ca-certificates bsd-mailx",
         "/etc/ssl/certs/ca-certificates.crt",
         "systemctl restart postfix",
     ),
