@@ -10,6 +10,8 @@ from tests.conftest import PROJECT, store_password
 
 SERVICE = "nullclient-lookup-test"
 ENTRIES = {f"host{k}@example.net": f"pass word {k} #:@$%'\"" for k in range(12)}
+# Non-ASCII, and lengths around the cipher's 16-byte blocks (a full block of padding).
+ENTRIES |= {"block@example.net": "0123456789abcdef", "short@example.net": "x", "utf8@example.net": "pässwörd €"}
 
 # Compares read_passwords with keyring.get_password in a fresh process with the given backend.
 COMPARE = """
