@@ -1,9 +1,10 @@
 """Turn each host into a Postfix null client: `pyinfra inventory.py deploy.py`.
 
-The flow, per host: check every host's settings and keyring entry (tasks/settings.py), look at
-the host once (tasks/facts.py) and know its distribution (tasks/distro.py), install what is
-missing (tasks/packages.py), render the files (tasks/render.py, templates/) and put them in place
-with a check and a reload, or not at all (tasks/postfix.py, tasks/apply_config.sh).
+The flow, per host: check every host's settings and read every keyring entry in one go
+(tasks/settings.py, tasks/keyring_lookup.py), look at the host once (tasks/facts.py) and know its
+distribution (tasks/distro.py), install what is missing (tasks/packages.py), render the files
+(tasks/render.py, templates/) and put them in place with a check and a reload, or not at all
+(tasks/postfix.py, tasks/apply_config.sh).
 """
 
 from pyinfra import host, state
