@@ -46,8 +46,8 @@ def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
     lines += ["running yes", "enabled yes"]
     for managed in render_files(settings, fqdn, False, "/etc/ssl/certs/ca-certificates.crt"):
         if managed.secret:
-            lines += [f"sha256 {managed.name} {managed.sha256}", f"mode {managed.name} root:root:600"]
-            lines += [f"map_fresh {managed.name} root:root:600"]
+            lines += [f"{managed.sha256}  {managed.name}", f"mode {managed.name} root:root:600"]
+            lines += [f"map_fresh {managed.name} {managed.name}.db", f"mode {managed.name}.db root:root:600"]
         else:
             lines.append(f"content {managed.name} {base64.b64encode(managed.content.encode()).decode()}")
     return lines + [f"dpkg ii  {name}" for name in PACKAGES]

@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tasks.facts import CONFIG_DIR, NullClientHost
 
 MAIN_CF = "# a comment\nrelayhost = [mail.example.net]:587\n\twith a tab, ünïcode and a trailing newline\n"
 
 
-def look(conf: Path, packages: list[str]) -> tuple[list[str], object]:
+def look(conf: Path, packages: list[str], path: str | None = None) -> tuple[list[str], object]:
     """Run the fact's command with `conf` in place of /etc/postfix; return its lines and what process() made."""
     command = NullClientHost().command(
         plain_files=["main.cf", "virtual_alias"],
@@ -23,7 +26,8 @@ def look(conf: Path, packages: list[str]) -> tuple[list[str], object]:
     )
     assert f"conf={CONFIG_DIR}\n" in command
     command = command.replace(f"conf={CONFIG_DIR}\n", f"conf={conf}\n")
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PATH": path} if path else None
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True, env=env)
     lines = out.stdout.splitlines()
     return lines, NullClientHost().process(lines)
 
@@ -44,7 +48,7 @@ def test_contents_hashes_modes_and_map_freshness(tmp_path):
     assert found.sha256 == {"sasl_passwd": hashlib.sha256(secret.read_bytes()).hexdigest()}
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
-    assert found.modes == {"sasl_passwd": f"{user}:{group}:600"}
+    assert found.modes == {"sasl_passwd": f"{user}:{group}:600", "sasl_passwd.db": f"{user}:{group}:640"}
     assert found.fresh_maps == {"sasl_passwd": f"{user}:{group}:640"}
     assert not any("pass word" in line for line in lines)  # the secret map is hashed, never read back
     assert found.os_id != "unknown" and found.fqdn
@@ -74,7 +78,9 @@ def test_process_reads_each_package_manager_and_the_service_lines():
             "dpkg un  mailx",
             "dpkg rc  bsd-mailx",
             "package cyrus-sasl-plain",
-            "sha256 sasl_passwd " + "a" * 64 + "  -",
+            "a" * 64 + "  sasl_passwd",
+            "map_fresh sasl_passwd sasl_passwd.lmdb",
+            "mode sasl_passwd.lmdb root:root:600",
             "running yes",
             "enabled yes",
             "init openrc",
@@ -83,5 +89,59 @@ def test_process_reads_each_package_manager_and_the_service_lines():
     )
     assert found.packages == {"postfix", "cyrus-sasl-plain"}
     assert found.sha256 == {"sasl_passwd": "a" * 64}
+    assert found.fresh_maps == {"sasl_passwd": "root:root:600"}
     assert found.running and found.enabled and found.init == "openrc"
     assert found.contents == {"main.cf": "x = 1\n"}
+
+
+def fake_postfix(tmp_path: Path, database_type: str = "hash") -> tuple[Path, str]:
+    """A queue directory and a PATH whose `postconf` answers like Postfix's for it."""
+    queue = tmp_path / "spool"
+    (queue / "pid").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    postconf = bin_dir / "postconf"
+    postconf.write_text(f"#!/bin/sh\nprintf '%s\\n' {database_type} {queue}\n")
+    postconf.chmod(0o755)
+    return queue, f"{bin_dir}:{os.environ['PATH']}"
+
+
+@pytest.fixture
+def process_called_master(tmp_path):
+    """A live process whose name (/proc/PID/comm) is master, as Postfix's master daemon's is."""
+    program = tmp_path / "master"
+    shutil.copy("/bin/sleep", program)
+    process = subprocess.Popen([str(program), "60"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_running_means_the_pid_file_names_a_live_master(tmp_path, process_called_master):
+    queue, path = fake_postfix(tmp_path, "lmdb")
+    (tmp_path / "sasl_passwd").write_text("x\n")
+    (tmp_path / "sasl_passwd.lmdb").write_bytes(b"map")
+    os.utime(tmp_path / "sasl_passwd", (1_000_000, 1_000_000))
+    (queue / "pid" / "master.pid").write_text(f"{process_called_master:>10}\n")  # as Postfix writes it
+
+    _, found = look(tmp_path, ["dpkg"], path)
+
+    assert found.running
+    assert found.database_type == "lmdb"
+    assert set(found.fresh_maps) == {"sasl_passwd"}  # the database of Postfix's type, .lmdb
+
+
+@pytest.mark.parametrize("pid_file", ["absent", "dead", "another", "garbage"])
+def test_not_running_when_the_pid_file_is_missing_stale_or_names_another_process(tmp_path, pid_file):
+    queue, path = fake_postfix(tmp_path)
+    if pid_file != "absent":
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        pid = {"dead": dead.pid, "another": os.getpid(), "garbage": "12x"}[pid_file]
+        (queue / "pid" / "master.pid").write_text(f"{pid:>10}\n")
+
+    _, found = look(tmp_path, ["dpkg"], path)
+
+    assert not found.running

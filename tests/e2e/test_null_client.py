@@ -111,3 +111,33 @@ def test_second_deploy_changes_nothing_and_does_not_touch_postfix(workstations, 
         assert workstation.run("cat /var/spool/postfix/pid/master.pid").stdout.split() == master_pids[workstation.name]
         new_log = workstation.run("journalctl --no-pager -o cat -t postfix/master").stdout
         assert "reload" not in new_log[log_lengths[workstation.name] :], new_log
+
+
+def postfix_state(workstation) -> str:
+    """`postfix status` (its own running check, unlike the deploy's fact) and whether it starts at boot."""
+    status = workstation.run("postfix status >/dev/null 2>&1 && echo running || echo stopped").stdout.strip()
+    boot = workstation.run("systemctl is-enabled postfix || true").stdout.strip()
+    return f"{status} {boot}"
+
+
+def test_a_stopped_disabled_or_killed_postfix_is_started_again(workstations, keyring_env):
+    stopped, killed, untouched = workstations
+    stopped.run("systemctl disable -q --now postfix")
+    killed.run("kill -KILL $(cat /var/spool/postfix/pid/master.pid)")  # leaves a stale pid file behind
+    assert postfix_state(stopped) == "stopped disabled"
+    assert postfix_state(killed).startswith("stopped")
+    untouched_pid = untouched.run("cat /var/spool/postfix/pid/master.pid").stdout.split()
+    untouched_log = len(untouched.run("journalctl --no-pager -o cat -t postfix/master").stdout)
+
+    run = deploy(keyring_env, workstations)
+
+    assert run.returncode == 0, run.output
+    assert "no file changed; restart postfix" in run.output, run.output
+    for workstation in workstations:
+        assert postfix_state(workstation) == "running enabled", workstation.name
+    assert untouched.run("cat /var/spool/postfix/pid/master.pid").stdout.split() == untouched_pid
+    assert "reload" not in untouched.run("journalctl --no-pager -o cat -t postfix/master").stdout[untouched_log:]
+    subject = send(killed, 'echo "after the restart" | mail -s "$SUBJECT" root')
+    assert arrived(subject)["auth_user"] == killed.smtp_user
+    again = deploy(keyring_env, workstations)
+    assert again.returncode == 0 and "Apply null-client configuration" not in again.output, again.output
