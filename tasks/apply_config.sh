@@ -1,7 +1,7 @@
 # Puts a new null-client configuration in place, or none of it.
 #
 # The deploy sends this file on stdin to `sh -s`, followed by generated lines that set
-# reload_command, restart_command and enable_command, call stage_file for each changed file and
+# reload_command, restart_command, enabled_test and enable_command, call stage_file for each changed file and
 # end with `apply reload|restart MAP...`. File contents travel inside stdin only: no command line,
 # no temporary file outside a root-only directory. If `postfix check` or postfix's (re)start
 # fails, the previous files are put back, postfix keeps running with them, and this exits 1.
@@ -16,8 +16,14 @@ staged=""
 
 say() { echo "postfix-nullclient: $*" >&2; }
 
+# Every Postfix tool re-reads a main.cf changed less than a second ago until it settles: 2 s at the
+# first command after the change. A staged file is whole before it moves into place, so it is dated
+# two seconds back.
+settled="@$(( $(date +%s) - 2 ))"
+
 stage_file() {  # NAME MODE BASE64-CONTENT
   printf '%s' "$3" | base64 -d > "$stage/new/$1"
+  touch -d "$settled" "$stage/new/$1"
   chown root:root "$stage/new/$1"
   chmod "$2" "$stage/new/$1"
   staged="$staged $1"
@@ -28,11 +34,13 @@ database_suffix() {
 }
 
 make_maps() {  # MAP...: databases are root-only from their first byte (umask) and stay so
+  [ $# -gt 0 ] || return 0
+  suffix=$(database_suffix)
   for name in "$@"; do
     [ -f "$conf/$name" ] || continue
     postmap "$conf/$name" || return 1
-    chown root:root "$conf/$name.$(database_suffix)"
-    chmod 0600 "$conf/$name.$(database_suffix)"
+    chown root:root "$conf/$name.$suffix"
+    chmod 0600 "$conf/$name.$suffix"
   done
 }
 
@@ -90,7 +98,8 @@ apply() {  # reload|restart MAP...
   action=$1
   shift
   was_running=no
-  postfix status >/dev/null 2>&1 && was_running=yes
+  # Without a main.cf every Postfix tool fails, and only after a second's pause: do not ask.
+  [ -e "$conf/main.cf" ] && postfix status >/dev/null 2>&1 && was_running=yes
   install_staged
   if ! make_maps "$@"; then
     restore_previous "$@"
@@ -120,6 +129,7 @@ apply() {  # reload|restart MAP...
     say "postfix did not start with the new configuration; the previous one was restored"
     exit 1
   fi
-  $enable_command
+  # The package install may have enabled it since the deploy looked; enabling costs seconds.
+  $enabled_test || $enable_command
   if [ -n "$staged" ]; then echo "postfix-nullclient: installed$staged; postfix ${action}ed"; fi
 }
