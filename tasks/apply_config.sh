@@ -1,10 +1,11 @@
 # Puts a new null-client configuration in place, or none of it.
 #
 # The deploy sends this file on stdin to `sh -s`, followed by generated lines that set
-# reload_command, restart_command, enabled_test and enable_command, call stage_file for each changed file and
-# end with `apply reload|restart MAP...`. File contents travel inside stdin only: no command line,
-# no temporary file outside a root-only directory. If `postfix check` or postfix's (re)start
-# fails, the previous files are put back, postfix keeps running with them, and this exits 1.
+# reload_command, restart_command, enabled_test and enable_command, call stage_file for each
+# changed file and end with `apply reload|restart MAP...`. File contents travel inside stdin
+# only: no command line, no temporary file outside a root-only directory. If `postfix check` or
+# postfix's (re)start fails, the previous files are put back, postfix keeps running with them,
+# and this exits 1.
 set -eu
 umask 077
 conf=/etc/postfix
