@@ -40,9 +40,9 @@ from bench.stats import Row, markdown_table, median
 from lab import hosts, smarthost
 from lab.config import STATE_DIR
 from lab.tools import require_root
-from nullclient.passwords import generate_password
-from tasks.distro import FAMILIES
-from tasks.packages import APT_INSTALL, DEBCONF_PRESEED
+from postfix_nullclient.distro import FAMILIES
+from postfix_nullclient.nullclient.passwords import generate_password
+from postfix_nullclient.packages import APT_INSTALL, DEBCONF_PRESEED
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -332,7 +332,7 @@ class Bench:
         # keyring.get_password entry by entry, then the deploy's way: all entries in one go.
         script = (
             "import sys, time, keyring\n"
-            "from tasks.keyring_lookup import read_passwords\n"
+            "from postfix_nullclient.keyring_lookup import read_passwords\n"
             "entries = [(sys.argv[1], user) for user in sys.argv[2:]]\n"
             "start = time.perf_counter()\n"
             "for entry in entries: assert keyring.get_password(*entry)\n"

@@ -25,7 +25,7 @@ from lab.config import BRIDGE, DEFAULT_SUITE, DOMAIN, NETWORK_PREFIX, STATE_DIR
 PREFIX = "bn"
 RELAY_INSTANCE = "bn-relay"
 RELAY_FQDN = f"{RELAY_INSTANCE}.{DOMAIN}"
-KEYRING_SERVICE = "postfix-nullclient"  # the default of group_data/all.py
+KEYRING_SERVICE = "postfix-nullclient"  # the default keyring_service (postfix_nullclient.DEFAULTS)
 # Extra bridge addresses others may take too (the lab's rules: 10.213.0.2-9); we try the high end first.
 RELAY_ADDRESS_CANDIDATES = [f"{NETWORK_PREFIX}.{last}" for last in range(9, 1, -1)]
 

@@ -19,15 +19,13 @@ START = time.perf_counter()
 # isort: off
 import json  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pyinfra_cli  # noqa: E402, F401  (patches the standard library for gevent, first, as the CLI does)
 from paramiko import Channel  # noqa: E402
 from pyinfra.connectors.ssh import SSHConnector  # noqa: E402
 from pyinfra_cli.main import cli  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the deploy's own `tasks` package
-from tasks import keyring_lookup  # noqa: E402
+from postfix_nullclient import keyring_lookup  # noqa: E402
 # isort: on
 
 counts: dict[str, dict] = {}

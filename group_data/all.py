@@ -1,43 +1,18 @@
-"""Every setting of the null-client deploy, with its default.
+"""Your settings for every host; per-host data in inventory.py overrides them.
 
-Override per group (group_data/<group>.py), per host (inventory.py) or per run
-(`pyinfra ... --data relay_port=465`). tasks/settings.py validates them all.
+Every setting and its default is documented in postfix_nullclient/defaults.py (tasks/defaults.py
+in the repository) and in the README's settings table. Uncomment and change what differs for you.
 """
 
-# Mail server that relays every mail; the workstation logs in there like a mail client.
-relay_host = "mail.example.net"
-
-# 587: submission with STARTTLS. 465: implicit TLS (smtps). Nothing else is accepted.
-relay_port = 587
-
-# Domain of the per-machine accounts on the mail server.
-mail_domain = "example.net"
-
-# Login on the relay. None: "<short inventory host name>@<mail_domain>", e.g. torres@example.net.
-smtp_user = None
-
-# The real address that receives mail for root and every local user. Required, no default.
-forward_to = None
-
-# Keyring service that holds the password: keyring.get_password(keyring_service, smtp_user).
-keyring_service = "postfix-nullclient"
-
-# Envelope and From: sender of every outgoing mail. None: smtp_user, the only one a strict relay accepts.
-sender_address = None
-
-# Local names re-routed elsewhere than forward_to, e.g. {"alice": "alice@example.org"}.
-extra_aliases = {}
-
-# CA bundle that the relay's certificate is verified against (by name, always).
-# None: the distribution's bundle (/etc/ssl/certs/ca-certificates.crt on Debian, Arch, Alpine;
-# /etc/pki/tls/certs/ca-bundle.crt on Fedora/RHEL; /etc/ssl/ca-bundle.pem on openSUSE).
-ca_file = None
-
-# Postfix myhostname. None: the host's FQDN (hostname -f); "<name>.<mail_domain>" if it has no dot.
-myhostname = None
-
-# Send over IPv6 too. None: only where the host has IPv6 on its loopback (else Postfix fails on ::1).
-ipv6 = None
-
-# Package that provides the `mail` command. None: bsd-mailx on Debian, mailx on openSUSE, else s-nail.
-mail_package = None
+# relay_host = "mail.example.net"      # the mail server that relays everything
+# relay_port = 587                     # 587 (STARTTLS) or 465 (implicit TLS)
+# mail_domain = "example.net"          # domain of the per-machine accounts
+# smtp_user = None                     # None: <short host name>@<mail_domain>
+# forward_to = None                    # required: where mail for root and every local user goes
+# keyring_service = "postfix-nullclient"
+# sender_address = None                # None: smtp_user
+# extra_aliases = {}                   # e.g. {"bob": "bob@example.org"}
+# ca_file = None                       # None: the distribution's CA bundle
+# myhostname = None                    # None: the host's FQDN
+# ipv6 = None                          # None: auto
+# mail_package = None                  # None: the distribution's (bsd-mailx on Debian)

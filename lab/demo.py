@@ -11,10 +11,10 @@ from pathlib import Path
 from lab import hosts, smarthost
 from lab.config import DOMAIN, FORWARD_TO, STATE_DIR
 from lab.keyring import secret_service
-from nullclient.passwords import generate_password
+from postfix_nullclient.nullclient.passwords import generate_password
 
 PROJECT = Path(__file__).resolve().parent.parent
-KEYRING_SERVICE = "postfix-nullclient"  # the default of group_data/all.py
+KEYRING_SERVICE = "postfix-nullclient"  # the default keyring_service (postfix_nullclient.DEFAULTS)
 KEYRING_HOME = STATE_DIR / "keyring"
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.facts import HostState, NullClientHost
-from tasks.render import LAYOUT
+from postfix_nullclient.facts import HostState, NullClientHost
+from postfix_nullclient.render import LAYOUT
 
 
 class UnsupportedHost(PyinfraError):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import apk, dnf, pacman, server, zypper
+from collections.abc import Iterator
 
-from tasks.distro import Family
-from tasks.facts import HostState
-from tasks.settings import Settings
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.operations import apk, dnf, pacman, zypper
+
+from postfix_nullclient.distro import Family
+from postfix_nullclient.settings import Settings
 
 # "No configuration": the installer writes no main.cf and asks nothing; the deploy writes its own.
 DEBCONF_PRESEED = "postfix postfix/main_mailer_type select No configuration\n"
@@ -28,18 +31,31 @@ def wanted_packages(settings: Settings, family: Family) -> list[str]:
     return [*family.packages, settings.mail_package or family.mail_package]
 
 
-def install(settings: Settings, family: Family, found: HostState) -> None:
-    missing = [name for name in wanted_packages(settings, family) if name not in found.packages]
+def install_command(package_manager: str, missing: list[str]) -> Iterator[str | StringCommand]:
+    """The commands that install `missing` with the family's package manager, without a prompt."""
+    if package_manager == "apt":
+        yield StringCommand(f"{APT_INSTALL} {' '.join(missing)}", _stdin=DEBCONF_PRESEED)
+    elif package_manager == "dnf":
+        yield from dnf.packages._inner(packages=missing)
+    elif package_manager == "pacman":
+        yield from pacman.packages._inner(packages=missing, update=True)
+    elif package_manager == "apk":
+        yield from apk.packages._inner(packages=missing, update=True)
+    elif package_manager == "zypper":
+        yield from zypper.packages._inner(packages=missing, update=True)
+
+
+@operation()
+def install(wanted: list[str], installed: set[str], package_manager: str) -> Iterator[str | StringCommand]:
+    """
+    Install the packages of ``wanted`` that are not in ``installed``, in one command, or nothing.
+
+    + wanted: the packages the null client needs (see ``wanted_packages``)
+    + installed: the packages the host has, from the deploy's NullClientHost fact
+    + package_manager: apt, dnf, pacman, apk or zypper
+    """
+    missing = [name for name in wanted if name not in installed]
     if not missing:
+        host.noop(f"{', '.join(wanted)} are already installed")
         return
-    name = f"Install {', '.join(missing)}"
-    if family.package_manager == "apt":
-        server.shell(name=name, commands=[f"{APT_INSTALL} {' '.join(missing)}"], _stdin=DEBCONF_PRESEED)
-    elif family.package_manager == "dnf":
-        dnf.packages(name=name, packages=missing)
-    elif family.package_manager == "pacman":
-        pacman.packages(name=name, packages=missing, update=True)
-    elif family.package_manager == "apk":
-        apk.packages(name=name, packages=missing, update=True)
-    elif family.package_manager == "zypper":
-        zypper.packages(name=name, packages=missing, update=True)
+    yield from install_command(package_manager, missing)

@@ -7,18 +7,18 @@ new configuration or restores the previous one, so a host is never left half-cha
 from __future__ import annotations
 
 import base64
+import difflib
+import io
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import server
-from pyinfra.operations.util.files import generate_color_diff
+from pyinfra.api import StringCommand, operation
 
-from tasks.facts import HostState
-from tasks.render import ManagedFile
+from postfix_nullclient.facts import HostState
+from postfix_nullclient.render import ManagedFile
 
 APPLY_SCRIPT = Path(__file__).with_name("apply_config.sh")
 
@@ -39,22 +39,6 @@ SERVICE_COMMANDS = {
         "enable_command": "rc-update -q add postfix default",
     },
 }
-
-
-class MaskedStdin:
-    """stdin for a command that carries secrets: pyinfra reads it, but never shows its repr."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def readlines(self) -> list[str]:
-        return [self._text]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.readlines())
-
-    def __repr__(self) -> str:
-        return "MaskedStdin('*MASKED*')"
 
 
 @dataclass(frozen=True)
@@ -115,33 +99,54 @@ def apply_script(plan: Plan, init: str) -> str:
 
 
 def show_diff(plan: Plan, found: HostState) -> None:
-    """--diff: what changes in each plain file; for a secret, only that it changed."""
+    """--diff: what changes in each plain file; for a secret, only that it changed.
+
+    Called by the deploy while it prepares, so that it shows once, with or without -y and --dry.
+    """
+    if not state.config.DIFF:
+        return
     for wanted in plan.changed:
         if wanted.secret:
             host.log(f"Will change {wanted.name}: the secret changed (content not shown)", logger.info)
             continue
         host.log(f"Will change {wanted.name}", logger.info)
         old_lines = (found.contents.get(wanted.name) or "").splitlines()
-        for line in generate_color_diff(old_lines, wanted.content.splitlines()):
+        for line in unified_diff(old_lines, wanted.content.splitlines()):
             logger.info("  %s", line)
         logger.info("")
 
 
+def unified_diff(old: list[str], new: list[str]) -> Iterator[str]:
+    """A unified diff with two lines of context, without file headers: "@@ ...", "- old", "+ new", "  same"."""
+    for line in difflib.unified_diff(old, new, n=2, lineterm=""):
+        if line.startswith(("--- ", "+++ ")):
+            continue
+        yield line if line.startswith("@@") else f"{line[:1] or ' '} {line[1:]}"
+
+
 def describe(plan: Plan) -> str:
+    if not plan.needed:
+        return "Apply null-client configuration"
     parts = [f"{f.name} (secret)" if f.secret else f.name for f in plan.changed]
     parts += [f"postmap {name}" for name in plan.maps_to_build]
     return f"Apply null-client configuration: {', '.join(parts) or 'no file changed'}; {plan.action} postfix"
 
 
-def apply(files: list[ManagedFile], found: HostState) -> OperationMeta | None:
-    """Add the one operation that makes the host's postfix configuration what `files` say."""
+@operation()
+def configure(files: list[ManagedFile], found: HostState, init: str) -> Iterator[StringCommand]:
+    """
+    Make the host's Postfix configuration what ``files`` say, in one command, or do nothing.
+
+    + files: the managed files with their wanted content (``render.render_files``)
+    + found: the host's NullClientHost fact
+    + init: the host's service manager, systemd or openrc
+
+    The command is tasks/apply_config.sh with this host's part, on stdin: contents, the password
+    included, never appear on a command line, in pyinfra's output or in a ``--diff``.
+    """
     todo = plan(files, found)
     if not todo.needed:
-        return None
-    if state.config.DIFF:
-        show_diff(todo, found)
-    return server.shell(
-        name=describe(todo),
-        commands=["sh -s"],
-        _stdin=MaskedStdin(apply_script(todo, found.init or "systemd")),
-    )
+        host.noop("the null-client configuration is already in place and postfix runs")
+        return
+    # A file-like stdin: pyinfra reads its lines, and its repr shows nothing of them.
+    yield StringCommand("sh -s", _stdin=io.StringIO(apply_script(todo, init)))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from importlib.resources import files
 
 import jinja2
 
-from tasks.settings import Settings, short_name
+from postfix_nullclient.settings import Settings, short_name
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = files("postfix_nullclient.templates")  # templates/ in the repository, package data in a wheel
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ManagedFile:
     """One file under /etc/postfix that the deploy owns."""
 
     name: str
-    content: str = ""
+    content: str = field(default="", repr=False)  # a repr, e.g. in pyinfra's operation arguments, never shows it
     mode: str = "0644"
     secret: bool = False  # never read back, printed or diffed; root-only from its first byte
     hashed_map: bool = False  # needs postmap into a database of default_database_type
@@ -44,7 +44,7 @@ def regex_escape(text: str) -> str:
 
 
 _environment = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,

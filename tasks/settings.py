@@ -1,7 +1,9 @@
 """Settings of each host, validated, with the relay password read from the OS keyring.
 
-Every host of the inventory is checked before the first command runs on any of them, so that
-a mistake anywhere stops the whole run with one message that lists every problem and its fix.
+Every active host is checked at the first deploy of a run, before any command runs on any host,
+and all passwords are read in one go. A host with a problem is refused alone, with a message that
+names the setting or keyring entry and its fix; only when every host is refused does the whole run
+stop before it starts.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import re
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import keyring
 import keyring.errors
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import keyring_lookup
-from tasks.keyring_lookup import Entry
+from postfix_nullclient import keyring_lookup
+from postfix_nullclient.defaults import DEFAULTS
+from postfix_nullclient.keyring_lookup import Entry
 
 RELAY_PORTS = (587, 465)
 ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -28,7 +32,7 @@ LOCAL_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
 
 
 class SettingsError(PyinfraError):
-    """Bad settings or a missing secret: raised before any host is touched."""
+    """Bad settings or a missing secret on every host: raised before any host is touched."""
 
 
 class Secret:
@@ -92,7 +96,7 @@ def _bool_or_none(value: Any) -> bool | None:
 
 
 def _where(setting: str) -> str:
-    return f"set {setting} in inventory.py (host data), group_data/all.py, or with --data {setting}=..."
+    return f"set {setting} in the inventory (host data), group_data/all.py, or with --data {setting}=..."
 
 
 class _Checker:
@@ -107,7 +111,9 @@ class _Checker:
         self.problems.append(f"{self.host_name}: {message}")
 
     def get(self, setting: str) -> Any:
-        return self.data.get(setting)
+        """The host's value; where it has none, the documented default (postfix_nullclient.defaults)."""
+        value = self.data.get(setting)
+        return DEFAULTS.get(setting) if value is None else value
 
     def address(self, setting: str, value: Any, example: str) -> str:
         if not value:
@@ -146,31 +152,36 @@ def _password_problems(host_name: str, entry: Entry, passwords: dict[Entry, str 
     return []
 
 
-def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], list[str]]:
-    """Each host's settings with its password, all read in one go; or the problems, one per host."""
+def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict[str, list[str]]]:
+    """Each host's settings with its password, all read in one go; the problems of the others, by host."""
     entries = {name: (settings.keyring_service, settings.smtp_user) for name, settings in good.items()}
     try:
         passwords = keyring_lookup.read_passwords(entries.values())
     except keyring.errors.NoKeyringError:
-        return {}, [
-            f"{name}: no OS keyring backend is available to read the relay password "
-            f"(service {service!r}, user {user!r}); run the deploy in a desktop session with "
-            "Secret Service (gnome-keyring) or KWallet, or install and choose one, e.g. "
-            "`pip install keyrings.alt` and PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring"
+        return {}, {
+            name: [
+                f"{name}: no OS keyring backend is available to read the relay password "
+                f"(service {service!r}, user {user!r}); run the deploy in a desktop session with "
+                "Secret Service (gnome-keyring) or KWallet, or install and choose one, e.g. "
+                "`pip install keyrings.alt` and PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring"
+            ]
             for name, (service, user) in entries.items()
-        ]
+        }
     except keyring.errors.KeyringError as error:
-        return {}, [
-            f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "
-            f"{type(error).__name__}: {error}; unlock it and run again"
+        return {}, {
+            name: [
+                f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "
+                f"{type(error).__name__}: {error}; unlock it and run again"
+            ]
             for name, (service, user) in entries.items()
-        ]
-    problems = [problem for name, entry in entries.items() for problem in _password_problems(name, entry, passwords)]
-    if problems:
-        return {}, problems
-    return {
-        name: replace(settings, password=Secret(passwords[entries[name]] or "")) for name, settings in good.items()
-    }, []
+        }
+    problems = {name: _password_problems(name, entry, passwords) for name, entry in entries.items()}
+    with_password = {
+        name: replace(settings, password=Secret(passwords[entries[name]] or ""))
+        for name, settings in good.items()
+        if not problems[name]
+    }
+    return with_password, {name: found for name, found in problems.items() if found}
 
 
 def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
@@ -264,31 +275,51 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why one host is refused: every problem of its settings and keyring entry, each with its fix."""
+
+    host_name: str
+    problems: list[str]  # each "HOST: what is wrong; the fix"
+
+    def __str__(self) -> str:
+        return "; ".join(problem.removeprefix(f"{self.host_name}: ") for problem in self.problems)
+
+
 _lock = threading.Lock()  # gevent-patched under the pyinfra CLI: hosts wait for the one check
-_checked: dict[int, dict[str, Settings]] = {}
+_checked: WeakKeyDictionary[Any, dict[str, Settings | Refusal]] = WeakKeyDictionary()
 
 
-def settings_for(state: Any, host: Any) -> Settings:
-    """The settings of `host`; on first use, every active host of the inventory is checked."""
+def settings_for(state: Any, host: Any) -> Settings | Refusal:
+    """The settings of `host`, or why it is refused; at the first call of a run, every active host is checked.
+
+    Raises SettingsError, before any command runs anywhere, when every active host is refused.
+    """
     with _lock:
-        if id(state) not in _checked:
-            _checked.clear()
-            _checked[id(state)] = check_inventory(state.inventory.get_active_hosts())
-    return _checked[id(state)][host.name]
+        if state not in _checked:
+            checked = check_inventory(state.inventory.get_active_hosts())
+            refusals = [found for found in checked.values() if isinstance(found, Refusal)]
+            if checked and len(refusals) == len(checked):
+                problems = [problem for refusal in refusals for problem in refusal.problems]
+                raise SettingsError("refusing to deploy, no host was touched:\n  - " + "\n  - ".join(problems))
+            _checked[state] = checked
+        checked = _checked[state]
+        if host.name not in checked:  # a host that was not active at the first call: on its own
+            checked.update(check_inventory([host]))
+    return checked[host.name]
 
 
-def check_inventory(hosts: Any) -> dict[str, Settings]:
-    """Check all hosts; raise one SettingsError listing every problem of every host."""
+def check_inventory(hosts: Any) -> dict[str, Settings | Refusal]:
+    """Each host's settings with its password, or its Refusal; the keyring is read once for all."""
     good: dict[str, Settings] = {}
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
     for host in hosts:
         settings, host_problems = check_host(host.name, host.data)
-        problems += host_problems
         if settings:
             good[host.name] = settings
+        else:
+            problems[host.name] = host_problems
     # The keyring is asked only for the hosts whose entry names are right.
     good, password_problems = with_passwords(good)
-    problems += password_problems
-    if problems:
-        raise SettingsError("refusing to deploy, no host was touched:\n  - " + "\n  - ".join(problems))
-    return good
+    problems.update(password_problems)
+    return {**good, **{name: Refusal(name, found) for name, found in problems.items()}}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.render import render_files
-from tasks.settings import Secret, Settings
+from postfix_nullclient.render import render_files
+from postfix_nullclient.settings import Secret, Settings
 from tests.conftest import run_pyinfra, store_password
 
 AWKWARD_PASSWORD = "C0rrect horse#: @battery $staple %50"
@@ -80,18 +80,37 @@ def env(keyring_env):
     return keyring_env
 
 
-def test_missing_keyring_entry_refuses_with_a_fix_and_runs_no_command(env, tmp_path):
+def test_a_host_without_keyring_entry_is_refused_alone_and_the_others_deploy(env, tmp_path):
     store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
     inventory = write_inventory(tmp_path / "inventory.py", {"torres": None, "kirk": None})
 
     run = run_pyinfra(env, tmp_path, inventory, "-y")
 
-    assert run.returncode != 0
-    assert "no password in the keyring for service 'postfix-nullclient', user 'kirk@example.net'" in run.output
-    assert "@fake/kirk" in run.output
-    assert "keyring set postfix-nullclient kirk@example.net" in run.output
+    assert run.returncode != 0, "a refused host makes the run fail"
     assert "Traceback" not in run.output
-    assert run.commands == {}, "no host may be touched, not even the one whose entry exists"
+    assert "@fake/kirk" not in run.commands, "the refused host runs no command at all"
+    assert len(run.commands["@fake/torres"]) == 3, "the other host is deployed: fact, install, apply"
+    summary = run.output[run.output.index("host(s) failed; the others went on:") :]
+    assert (
+        "@fake/kirk: refused, nothing was run on it: no password in the keyring for service "
+        "'postfix-nullclient', user 'kirk@example.net'; store it with: keyring set postfix-nullclient "
+        "kirk@example.net"
+    ) in summary
+    assert "@fake/torres" not in summary
+
+
+def test_when_every_host_is_refused_the_run_stops_before_any_command(env, tmp_path):
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": None, "kirk": None})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y")
+
+    assert run.returncode != 0
+    assert "refusing to deploy, no host was touched" in run.output
+    for name in ("torres", "kirk"):
+        assert f"@fake/{name}: no password in the keyring for service 'postfix-nullclient'" in run.output
+        assert f"keyring set postfix-nullclient {name}@example.net" in run.output
+    assert "Traceback" not in run.output
+    assert run.commands == {}
 
 
 @pytest.mark.parametrize(
@@ -158,7 +177,7 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert base64.b64encode(f"torres@example.net:{AWKWARD_PASSWORD}".encode()).decode()[:12] not in run.output
 
 
-def test_configured_host_plans_no_change_and_runs_only_the_fact(env, tmp_path):
+def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env, tmp_path):
     store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
     answer = configured_host_answer(host_settings("torres", AWKWARD_PASSWORD), "torres.example.net")
     inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
@@ -168,7 +187,11 @@ def test_configured_host_plans_no_change_and_runs_only_the_fact(env, tmp_path):
     assert run.returncode == 0, run.output
     assert len(run.commands["@fake/torres"]) == 1, run.commands
     assert "default_database_type" in run.commands["@fake/torres"][0]["command"]
-    assert "Starting operation" not in run.output
+    assert run.output.count("[@fake/torres] No changes") == 2, "both operations say so for the host"
+    results = run.output[run.output.index("--> Results:") :]
+    assert re.search(r"Postfix null client \| Install the null client's packages\s+1\s+-\s+-\s+1", results)
+    assert re.search(r"Postfix null client \| Apply null-client configuration\s+1\s+-\s+-\s+1", results)
+    assert re.search(r"Grand total\s+2\s+-\s+-\s+2", results)
 
 
 def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of_it(env, tmp_path):

@@ -101,6 +101,6 @@ def test_an_unsupported_host_is_refused_before_any_change(keyring_env, tmp_path,
     run = run_pyinfra(keyring_env, tmp_path, inventory(tmp_path, "odd", answer), "-y")
 
     assert run.returncode != 0
-    assert f"@fake/odd: {message}" in run.output
+    assert f"@fake/odd: refused, nothing was run on it: {message}; no change was made" in run.output
     assert "Traceback" not in run.output
     assert len(run.commands["@fake/odd"]) == 1, "only the fact ran"

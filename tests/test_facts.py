@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.facts import CONFIG_DIR, NullClientHost
+from postfix_nullclient.facts import CONFIG_DIR, NullClientHost
 
 MAIN_CF = "# a comment\nrelayhost = [mail.example.net]:587\n\twith a tab, ünïcode and a trailing newline\n"
 

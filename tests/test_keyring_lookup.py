@@ -16,7 +16,7 @@ ENTRIES |= {"block@example.net": "0123456789abcdef", "short@example.net": "x", "
 # Compares read_passwords with keyring.get_password in a fresh process with the given backend.
 COMPARE = """
 import json, sys, keyring
-from tasks.keyring_lookup import read_passwords
+from postfix_nullclient.keyring_lookup import read_passwords
 service, users = sys.argv[1], sys.argv[2:]
 entries = [(service, user) for user in users]
 batch = read_passwords(entries + entries[:2])  # a repeated entry is read once

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from nullclient.checks import (
+from postfix_nullclient.distro import FAMILIES
+from postfix_nullclient.nullclient.checks import (
     Health,
     MailProbe,
     check_password_map,
@@ -13,9 +14,8 @@ from nullclient.checks import (
     check_test_mail,
     client_mechanisms,
 )
-from nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
-from nullclient.remove_plan import remove_script
-from tasks.distro import FAMILIES
+from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
+from postfix_nullclient.nullclient.remove_plan import remove_script
 from tests.test_deploy_fake import host_settings
 
 # posttls-finger -l secure against the lab's smarthost on port 587, as a Debian 12 host printed it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nullclient.cli import main
+from postfix_nullclient.nullclient.cli import main
 from tests.conftest import PROJECT, store_password
 
 SERVICE = "postfix-nullclient"
@@ -18,7 +18,7 @@ SERVICE = "postfix-nullclient"
 
 def nullclient(env: dict[str, str], *args: str, input: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "nullclient", *args],
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
         cwd=PROJECT,
         env=env,
         input=input,
@@ -126,8 +126,8 @@ def test_bootstrap_refuses_bad_settings_before_touching_the_host_or_the_keyring(
 
 
 def test_host_keys_known_trusted_on_first_use_or_refused(tmp_path, monkeypatch):
-    from nullclient.commands import ensure_host_key
-    from nullclient.targets import UsageError, known_host_name
+    from postfix_nullclient.nullclient.commands import ensure_host_key
+    from postfix_nullclient.nullclient.targets import UsageError, known_host_name
 
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(

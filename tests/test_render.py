@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tasks.render import local_domains, postfix_hostname, regex_escape, render_files
-from tasks.settings import Secret, Settings
+from postfix_nullclient.render import local_domains, postfix_hostname, regex_escape, render_files
+from postfix_nullclient.settings import Secret, Settings
 
 DEBIAN_CA = "/etc/ssl/certs/ca-certificates.crt"
 AWKWARD_PASSWORD = "pa ss#:@$% word\\'\"x"

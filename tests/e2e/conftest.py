@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,29 @@ def run_deploy(env: dict[str, str], inventory: str, *args: str, extra_env: dict[
         timeout=900,
     )
     return DeployRun(process.returncode, process.stdout + process.stderr)
+
+
+def lab_host_data(workstation: Workstation, **extra: object) -> dict:
+    """A lab workstation's entry in a user's own inventory: SSH access as root and forward_to."""
+    from lab import hosts
+    from lab.config import FORWARD_TO
+
+    return {
+        "ssh_hostname": workstation.address,
+        "ssh_user": "root",
+        "ssh_key": str(hosts.LAB_KEY),
+        "ssh_known_hosts_file": str(hosts.KNOWN_HOSTS),
+        "ssh_strict_host_key_checking": "yes",
+        "ssh_look_for_keys": False,
+        "ssh_allow_agent": False,
+        "forward_to": FORWARD_TO,
+        **extra,
+    }
+
+
+def write_inventory(path: Path, entries: list[tuple[str, dict]]) -> Path:
+    path.write_text(f"workstations = {entries!r}\n")
+    return path
 
 
 def deploy(env: dict[str, str], workstations: list[Workstation], *args: str) -> DeployRun:

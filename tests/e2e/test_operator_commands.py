@@ -40,7 +40,7 @@ class Op:
 def nullclient(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 300):
     """`python -m nullclient ARGS` from the project directory, with op1 as the lab inventory's only host."""
     return subprocess.run(
-        [sys.executable, "-m", "nullclient", *args],
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
         cwd=PROJECT,
         env={**env, "NULLCLIENT_LAB_HOSTS": NAME},
         input=input if input is not None else "",
@@ -53,7 +53,7 @@ def nullclient(env: dict[str, str], *args: str, input: str | None = None, timeou
 def interactive(env: dict[str, str], args: list[str], on_question, timeout: float = 300) -> tuple[int, str]:
     """Run nullclient, answer its one question with on_question(output so far) + Enter; return (status, output)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "nullclient", *args],
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
         cwd=PROJECT,
         env={**env, "NULLCLIENT_LAB_HOSTS": NAME},
         stdin=subprocess.PIPE,

@@ -10,7 +10,7 @@ import sys
 
 import pyinfra_cli  # noqa: F401  (patches the standard library for gevent, as the CLI does)
 from pyinfra.connectors.fake import FakeConnector
-from pyinfra_cli.main import cli
+from pyinfra_cli.main import main as pyinfra_main
 
 record: dict[str, list[dict]] = {}
 _run_shell_command = FakeConnector.run_shell_command
@@ -39,8 +39,9 @@ FakeConnector.run_shell_command = _recording
 
 def main() -> int:
     record_file, args = sys.argv[1], sys.argv[2:]
+    sys.argv = ["pyinfra", *args]
     try:
-        cli.main(args=args, prog_name="pyinfra", standalone_mode=True)
+        pyinfra_main()  # the `pyinfra` command's own entry point
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 1
     finally:

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from nullclient import passwords
-from nullclient.checks import Check
-from nullclient.targets import (
+from postfix_nullclient.nullclient import passwords
+from postfix_nullclient.nullclient.checks import Check
+from postfix_nullclient.nullclient.targets import (
     DEPLOY,
     Target,
     UsageError,
@@ -192,7 +192,7 @@ def verify(target: Target, test_mail_timeout: int = 0) -> int:
 
 
 def deploy(target: Target) -> bool:
-    say(f"== deploying {', '.join(target.hosts) or 'every host'} with deploy.py")
+    say(f"== deploying {', '.join(target.hosts) or 'every host'} with {DEPLOY}")
     return run_pyinfra(target, DEPLOY).returncode == 0
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import keyring
 import keyring.errors
 
-from nullclient.targets import UsageError
-from tasks.settings import check_host
-from tasks.settings import password_problem as settings_password_problem
+from postfix_nullclient.nullclient.targets import UsageError
+from postfix_nullclient.settings import check_host
+from postfix_nullclient.settings import password_problem as settings_password_problem
 
 # pwgen --secure 32: letters and digits from a cryptographic source, about 190 bits; no symbols,
 # so that any mail server's password form and any shell quoting take it.

@@ -9,9 +9,9 @@ import shlex
 from pyinfra import host
 from pyinfra.operations import server
 
-from nullclient.remove_plan import remove_script
-from tasks.distro import look_at
-from tasks.render import LAYOUT
+from postfix_nullclient.distro import look_at
+from postfix_nullclient.nullclient.remove_plan import remove_script
+from postfix_nullclient.render import LAYOUT
 
 found, family = look_at(host)
 mode = host.data.get("nullclient_remove")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT = Path(__file__).resolve().parent.parent
-DEPLOY = PROJECT / "deploy.py"
+# The deploy itself, by the pyinfra CLI's own "module.function" form: no deploy file is needed, so
+# it runs the same from a checkout, from an installed wheel and from any directory.
+DEPLOY = "postfix_nullclient.deploy_null_client"
 
 
 class UsageError(Exception):
@@ -43,6 +45,9 @@ class Target:
         if self.inventory:
             for name in self.hosts:
                 arguments += ["--limit", name]
+        elif "ssh_hostname" not in self.data:
+            # The host's name is its address; said so, pyinfra takes it as a host without resolving it first.
+            arguments += ["--data", f"ssh_hostname={self.hosts[0]}"]
         for key, value in self.data.items():
             arguments += ["--data", f"{key}={value}"]
         return arguments
@@ -59,58 +64,51 @@ def parse_data(items: list[str]) -> dict[str, str]:
     return data
 
 
-def host_data(target: Target) -> dict[str, Any]:
-    """Every target host's data (inventory, group data, --data), without connecting to any host."""
-    from pyinfra.api import State
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory_from_files
-    from pyinfra_cli.util import parse_cli_arg
-
-    override = {key: parse_cli_arg(value) for key, value in target.data.items()}
-    source = target.inventory or target.hosts[0]
+def host_data(target: Target) -> dict[str, dict[str, Any]]:
+    """Every target host's data (inventory, group data, --data), as pyinfra reads it, without connecting
+    to any host: `pyinfra INVENTORY debug-inventory --json`."""
     if target.inventory and not Path(target.inventory).is_file():
         raise UsageError(f"inventory file {target.inventory!r} does not exist")
-    try:
-        with ctx_state.use(State()):  # pyinfra reads inventory and group data files inside a state
-            inventory = make_inventory_from_files(source, override, os.getcwd())
-    except (PyinfraError, RuntimeError, SyntaxError, ImportError) as error:
-        raise UsageError(f"cannot read the inventory {source!r}: {error}") from error
-    names = [host.name for host in inventory]
-    wanted = list(target.hosts) or names
-    unknown = [name for name in wanted if name not in names]
+    listed = subprocess.run(
+        [sys.executable, "-m", "pyinfra", *target.pyinfra_arguments(), "debug-inventory", "--json"],
+        env={**os.environ, "PYINFRA_PROGRESS": "off"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        said = [line.strip() for line in listed.stderr.splitlines() if line.strip()]
+        raise UsageError(
+            f"cannot read the inventory {target.inventory_argument!r}: {(said or ['no reason given'])[-1]}"
+        )
+    data = {host["name"]: host["data"] for host in json.loads(listed.stdout)}
+    wanted = list(target.hosts) or list(data)
+    unknown = [name for name in wanted if name not in data]
     if unknown:
         raise UsageError(
-            f"{', '.join(unknown)} not in the inventory {target.inventory}; its hosts: {', '.join(names) or 'none'}"
+            f"{', '.join(unknown)} not in the inventory {target.inventory}; its hosts: {', '.join(data) or 'none'}"
             " (for a host in no inventory, leave out -i)"
         )
-    return {name: inventory.get_host(name).data for name in wanted}
-
-
-def pyinfra_environment() -> dict[str, str]:
-    """The deploy files import `tasks` and `nullclient` from the project, wherever the user runs this."""
-    path = os.environ.get("PYTHONPATH")
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{PROJECT}{os.pathsep}{path}" if path else str(PROJECT),
-        "PYINFRA_PROGRESS": "off",
-    }
+    return {name: data[name] for name in wanted}
 
 
 def run_pyinfra(
-    target: Target, deploy_file: Path, extra_data: dict[str, str] | None = None, capture: bool = False
+    target: Target, deploy: Path | str, extra_data: dict[str, str] | None = None, capture: bool = False
 ) -> subprocess.CompletedProcess:
-    """`pyinfra INVENTORY DEPLOY_FILE -y --data ...` from the user's directory; output shown or captured.
+    """`pyinfra INVENTORY DEPLOY -y --data ...` from the user's directory; output shown or captured.
+
+    DEPLOY is a deploy file or a deploy function ("module.function").
 
     Never a secret on this command line: the deploy files read the keyring themselves.
     """
     arguments = target.pyinfra_arguments()
     for key, value in (extra_data or {}).items():
         arguments += ["--data", f"{key}={value}"]
-    command = [sys.executable, "-m", "pyinfra", *arguments, str(deploy_file), "-y"]
+    command = [sys.executable, "-m", "pyinfra", *arguments, str(deploy), "-y"]
     return subprocess.run(
         command,
-        env=pyinfra_environment(),
+        env={**os.environ, "PYINFRA_PROGRESS": "off"},
         stdin=subprocess.DEVNULL,
         capture_output=capture,
         text=True,

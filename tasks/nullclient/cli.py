@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from nullclient import commands
-from nullclient.remove_plan import MODES
-from nullclient.targets import Target, UsageError, parse_data
-from tasks.settings import HOSTNAME
+from postfix_nullclient.nullclient import commands
+from postfix_nullclient.nullclient.remove_plan import MODES
+from postfix_nullclient.nullclient.targets import Target, UsageError, parse_data
+from postfix_nullclient.settings import HOSTNAME
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 TEST_MAIL_TIMEOUT = 60
@@ -47,7 +47,9 @@ def _test_mail_option(parser: argparse.ArgumentParser, default: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nullclient", description="The operator's commands around deploy.py.")
+    parser = argparse.ArgumentParser(
+        prog="nullclient", description="The operator's commands around the null-client deploy."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bootstrap = sub.add_parser("bootstrap", help="password, account, deploy and test mail for one new host")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from tasks.distro import Family
+from postfix_nullclient.distro import Family
 
 REMOVE_SCRIPT = Path(__file__).with_name("remove.sh")
 MODES = ("stop", "purge")

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase
 
-from tasks.facts import HostState
-from tasks.postfix import Plan, main_cf_values
-from tasks.render import ManagedFile
-from tasks.settings import Settings
+from postfix_nullclient.facts import HostState
+from postfix_nullclient.postfix import Plan, main_cf_values
+from postfix_nullclient.render import ManagedFile
+from postfix_nullclient.settings import Settings
 
 _HEALTH_SCRIPT = r"""
 relayhost=$(postconf -h relayhost 2>/dev/null || true)

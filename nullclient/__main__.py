@@ -1,5 +1,0 @@
-import sys
-
-from nullclient.cli import main
-
-sys.exit(main())

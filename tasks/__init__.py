@@ -1,0 +1,73 @@
+"""postfix_nullclient: turn Linux workstations into Postfix null clients with pyinfra.
+
+    from postfix_nullclient import deploy_null_client
+
+    deploy_null_client()
+
+The flow, per host: the settings, checked, and the relay password from the OS keyring
+(settings.py, keyring_lookup.py; a host with a problem is refused alone, summary.py); one look at
+the host (facts.py) and its distribution family (distro.py); the missing packages installed
+(packages.py); the files rendered (render.py, templates/) and put in place with a check and a
+reload, or not at all (postfix.py, apply_config.sh).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, state
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+
+from postfix_nullclient import packages, postfix
+from postfix_nullclient.defaults import DEFAULTS
+from postfix_nullclient.distro import UnsupportedHost, look_at
+from postfix_nullclient.render import render_files
+from postfix_nullclient.settings import Refusal, settings_for
+from postfix_nullclient.summary import record_of, refuse
+
+__all__ = ["DEFAULTS", "deploy_null_client"]
+
+
+@deploy("Postfix null client", data_defaults=DEFAULTS)
+def deploy_null_client() -> OperationMeta:
+    """
+    Make this host a Postfix null client that sends all mail through ``relay_host``.
+
+    Settings are pyinfra data (see ``DEFAULTS``); the relay password is read from the OS keyring.
+    Returns the configuration operation's result: ``.changed`` tells whether postfix's
+    configuration changed (and postfix was reloaded or restarted) on this host.
+    """
+    record = record_of(state)
+    settings = settings_for(state, host)
+    if isinstance(settings, Refusal):
+        return _refuse(record, str(settings))
+    try:
+        found, family = look_at(host, settings.mail_package)
+    except UnsupportedHost as error:
+        return _refuse(record, str(error).removeprefix(f"{host.name}: "))
+
+    wanted = packages.wanted_packages(settings, family)
+    missing = [name for name in wanted if name not in found.packages]
+    install = packages.install(
+        name=f"Install {', '.join(missing)}" if missing else "Install the null client's packages",
+        wanted=wanted,
+        installed=found.packages,
+        package_manager=family.package_manager,
+    )
+    record.add_operation(host.name, "Install packages", install)
+
+    files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
+    todo = postfix.plan(files, found)
+    postfix.show_diff(todo, found)
+    configure = postfix.configure(
+        name=postfix.describe(todo),
+        files=files,
+        found=found,
+        init=found.init or family.init,
+    )
+    record.add_operation(host.name, "Apply null-client configuration", configure)
+    return configure
+
+
+def _refuse(record, reason: str) -> OperationMeta:
+    record.refused[host.name] = reason
+    return refuse(name="Refuse the host: its settings or keyring entry are not right", reason=reason)
