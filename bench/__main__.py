@@ -21,6 +21,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
+
 from bench import labkit
 from bench.labkit import host_name
 from bench.runner import (
@@ -40,9 +42,8 @@ from bench.stats import Row, markdown_table, median
 from lab import hosts, smarthost
 from lab.config import STATE_DIR
 from lab.tools import require_root
-from postfix_nullclient.distro import FAMILIES
+from postfix_nullclient.model import APT_INSTALL, DEBCONF_PRESEED, FAMILIES, script_context
 from postfix_nullclient.nullclient.passwords import generate_password
-from postfix_nullclient.packages import APT_INSTALL, DEBCONF_PRESEED
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -52,29 +53,18 @@ _DEBIAN = next(f for f in FAMILIES if f.name == "debian")
 PACKAGES = [*_DEBIAN.packages, _DEBIAN.mail_package]  # what the deploy installs on Debian
 # The very installation command of the deploy (tasks/packages.py: preseed, apt-get update, install), bare.
 BARE_INSTALL = f"printf %s {shlex.quote(DEBCONF_PRESEED)} | {{ {APT_INSTALL} {' '.join(PACKAGES)}; }} >/dev/null"
-# What a no-change deploy must learn, in one command: the managed files' hashes and the service state.
-HASH_AND_STATE = (
-    "cd /etc/postfix && sha256sum main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db "
-    "&& systemctl is-active postfix && systemctl is-enabled postfix"
-)
-# The steps of tasks/apply_config.sh that cost time, each alone, on a configured host (umask 077: postmap
-# rebuilds the same, root-only map).
-APPLY_STEPS = r"""
-umask 077
-step() {
-  label=$1; shift; start=$(date +%s%N)
-  "$@" >/dev/null 2>&1 || true
-  echo "$label $(( ($(date +%s%N) - start) / 1000 ))"
-}
-running() { for i in 1 2 3 4 5 6 7 8 9 10; do postfix status && return 0; sleep 0.5; done; }
-step "postfix status" postfix status
-step "postconf -h default_database_type" postconf -h default_database_type
-step "postmap sasl_passwd" postmap /etc/postfix/sasl_passwd
-step "script -qec 'postfix check'" script -qec "postfix check" /dev/null
-step "systemctl reload postfix" systemctl reload postfix
-step "systemctl restart postfix, until postfix status" eval 'systemctl restart postfix; running'
-step "systemctl enable -q postfix" systemctl enable -q postfix
-"""
+
+
+def _render(name: str) -> str:
+    """bench/NAME.sh.j2 with the model's layout (postfix_nullclient.model), as the deploy's own scripts."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(BENCH_DIR), undefined=jinja2.StrictUndefined, trim_blocks=True
+    )
+    return environment.get_template(f"{name}.sh.j2").render(script_context())
+
+
+HASH_AND_STATE = _render("hash_and_state")
+APPLY_STEPS = _render("apply_steps")
 BATCH = 20  # hosts configured at once when preparing the scale set (not measured for the table)
 
 
@@ -248,7 +238,7 @@ class Bench:
             for n in sizes:
                 say(f"no-change re-deploy of {n} host(s), run {run + 1}/{runs}")
                 timed: Timed = deploy(self.env, self.names(n), self.log(f"redeploy{n}-{run}"))
-                if "Starting operation" in timed.log.read_text(errors="replace"):
+                if "] Success" in timed.log.read_text(errors="replace"):  # every host must say "No changes"
                     raise BenchError(f"a no-change re-deploy changed something: see {timed.log}")
                 times[n].append(timed.seconds)
                 rss[n].append(timed.max_rss_mib)

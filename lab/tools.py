@@ -4,7 +4,8 @@ import os
 import subprocess
 from pathlib import Path
 
-# Debian package -> a file it ships that the lab runs; a missing file means the package is missing.
+# Debian package -> a file it ships that the lab (or the test command) runs; a missing file means the
+# package is missing.
 PACKAGES = {
     "mmdebstrap": "/usr/bin/mmdebstrap",
     "systemd-container": "/usr/bin/systemd-nspawn",
@@ -15,6 +16,7 @@ PACKAGES = {
     "openssl": "/usr/bin/openssl",
     "openssh-client": "/usr/bin/ssh",
     "iproute2": "/usr/sbin/ip",
+    "shellcheck": "/usr/bin/shellcheck",  # scripts/test lints every rendered script with it
 }
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

@@ -8,7 +8,8 @@ The flow, per host: the settings, checked, and the relay password from the OS ke
 (settings.py, keyring_lookup.py; a host with a problem is refused alone, summary.py); one look at
 the host (facts.py) and its distribution family (distro.py); the missing packages installed
 (packages.py); the files rendered (render.py, templates/) and put in place with a check and a
-reload, or not at all (postfix.py, apply_config.sh).
+reload, or not at all (postfix.py, templates/scripts/apply_config.sh.j2). Every path, suffix, mode
+and command of the host is declared once, in model.py.
 """
 
 from __future__ import annotations

@@ -1,66 +1,22 @@
-"""What differs between distribution families: packages, CA bundle, package manager, service manager.
+"""A host's distribution family (declared in model.FAMILIES), from its /etc/os-release (ID, then
+ID_LIKE) as the one fact read it.
 
-The family comes from the host's /etc/os-release (ID, then ID_LIKE), read by the one fact.
 Postfix's own database type needs no entry here: the host's `postconf -h default_database_type`
-decides it where the maps are built (templates/main.cf.j2, tasks/apply_config.sh).
+decides it where the maps are built (templates/main.cf.j2, the apply script).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient.facts import HostState, NullClientHost
-from postfix_nullclient.render import LAYOUT
+from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family
 
 
 class UnsupportedHost(PyinfraError):
     """A host this deploy does not know how to configure: refused before any change."""
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    os_ids: tuple[str, ...]  # /etc/os-release ID or ID_LIKE values
-    package_manager: str  # apt, dnf, pacman, apk or zypper
-    packages: tuple[str, ...]  # postfix, the SASL modules for AUTH PLAIN/LOGIN, CA certificates
-    mail_package: str  # provides the `mail` command
-    ca_file: str
-    init: str  # the service manager the family boots with: systemd or openrc
-
-
-FAMILIES = (
-    Family(
-        "debian", ("debian", "ubuntu"), "apt",
-        ("postfix", "libsasl2-modules", "ca-certificates"), "bsd-mailx",
-        "/etc/ssl/certs/ca-certificates.crt", "systemd",
-    ),
-    Family(
-        "fedora", ("fedora", "rhel", "centos", "rocky", "almalinux"), "dnf",
-        ("postfix", "cyrus-sasl-plain", "ca-certificates"), "s-nail",
-        "/etc/pki/tls/certs/ca-bundle.crt", "systemd",
-    ),
-    Family(
-        "arch", ("arch",), "pacman",
-        ("postfix", "cyrus-sasl", "ca-certificates"), "s-nail",
-        "/etc/ssl/certs/ca-certificates.crt", "systemd",
-    ),
-    Family(
-        "alpine", ("alpine",), "apk",
-        ("postfix", "cyrus-sasl-login", "ca-certificates"), "s-nail",
-        "/etc/ssl/certs/ca-certificates.crt", "openrc",
-    ),
-    Family(
-        "suse", ("opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse"), "zypper",
-        ("postfix", "cyrus-sasl-plain", "ca-certificates"), "mailx",
-        "/etc/ssl/ca-bundle.pem", "systemd",
-    ),
-)  # fmt: skip
-
-# Every package any family may need: the fact asks for all of them, before it knows the family.
-ALL_PACKAGES = tuple(dict.fromkeys(name for f in FAMILIES for name in (*f.packages, f.mail_package)))
 
 
 def family_of(host_name: str, found: HostState) -> Family:
@@ -83,11 +39,5 @@ def family_of(host_name: str, found: HostState) -> Family:
 
 def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Family]:
     """The deploy's one look at a host (a single remote command) and the host's family."""
-    found = host.get_fact(
-        NullClientHost,
-        plain_files=[f.name for f in LAYOUT if not f.secret],
-        secret_files=[f.name for f in LAYOUT if f.secret],
-        maps=[f.name for f in LAYOUT if f.hashed_map],
-        packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}),
-    )
+    found = host.get_fact(NullClientHost, packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}))
     return found, family_of(host.name, found)

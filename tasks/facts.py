@@ -7,78 +7,11 @@ service state, FQDN and IPv6. The secret map is only ever hashed here, never rea
 from __future__ import annotations
 
 import base64
-import shlex
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
-CONFIG_DIR = "/etc/postfix"
-
-# Runs as root on the host; prints "key value" lines (and sha256sum's own "DIGEST  NAME" lines) that
-# process() below reads. It runs on every host at every deploy, and on a lab of many hosts their
-# CPU is the deploy's cost: so it starts few programs (a Postfix tool or dpkg-query costs 3-6 ms,
-# a coreutil about 1, a builtin nothing), and none of systemctl or `master -t`.
-_SCRIPT = r"""
-conf={conf}
-. /etc/os-release 2>/dev/null || true
-echo "os ${{ID:-unknown}} ${{VERSION_ID:-unknown}} ${{ID_LIKE:-}}"
-echo "fqdn $(hostname -f 2>/dev/null || uname -n)"
-ipv6=no
-if [ -r /proc/net/if_inet6 ]; then
-  while read -r _ _ _ _ _ device; do [ "$device" = lo ] && ipv6=yes; done < /proc/net/if_inet6
-fi
-echo "ipv6 $ipv6"
-set -- $(postconf -h default_database_type queue_directory 2>/dev/null)
-type=${{1:-}} queue=${{2:-}}
-echo "database_type ${{type:--}}"
-case "$type" in lmdb) suffix=lmdb ;; cdb) suffix=cdb ;; *) suffix=db ;; esac
-if cd "$conf" 2>/dev/null; then
-  for name in {plain}; do
-    if [ -f "$name" ]; then printf 'content %s ' "$name"; base64 -w0 < "$name"; echo; fi
-  done
-  secrets=
-  for name in {secret}; do [ -f "$name" ] && secrets="$secrets $name"; done
-  databases=
-  for name in {maps}; do
-    if [ -f "$name.$suffix" ] && [ ! "$name" -nt "$name.$suffix" ]; then
-      echo "map_fresh $name $name.$suffix"
-      databases="$databases $name.$suffix"
-    fi
-  done
-  # Names come from the deploy's own file list: plain words, so unquoted lists split right.
-  [ -n "$secrets" ] && sha256sum $secrets
-  [ -n "$secrets$databases" ] && stat -c 'mode %n %U:%G:%a' $secrets $databases
-fi
-if command -v dpkg-query >/dev/null; then
-  dpkg-query -W -f='dpkg ${{db:Status-Abbrev}} ${{Package}}\n' {packages} 2>/dev/null
-elif command -v rpm >/dev/null; then
-  rpm -q --qf 'package %{{NAME}}\n' {packages} 2>/dev/null | grep '^package ' || true
-elif command -v pacman >/dev/null; then
-  pacman -Q {packages} 2>/dev/null | sed 's/^\([^ ]*\) .*/package \1/'
-elif command -v apk >/dev/null; then
-  apk info -e {packages} 2>/dev/null | sed 's/^/package /'
-fi
-# Running: the pid in Postfix's pid file is a live process called master (what `postfix status`
-# asks, with builtins only). A pid file left by a killed master names a dead or another process.
-pid=
-[ -n "$queue" ] && [ -r "$queue/pid/master.pid" ] && read -r pid < "$queue/pid/master.pid"
-case "$pid" in
-  ''|*[!0-9]*) ;;
-  *) [ -r "/proc/$pid/comm" ] && read -r process < "/proc/$pid/comm" && [ "$process" = master ] && echo "running yes" ;;
-esac
-# Enabled at boot: the link that `systemctl enable` makes for the WantedBy of postfix.service,
-# or the runlevel link of `rc-update add`.
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  echo "init systemd"
-  for link in /etc/systemd/system/*.wants/postfix.service; do
-    [ -e "$link" ] && echo "enabled yes" && break
-  done
-elif command -v rc-service >/dev/null; then
-  echo "init openrc"
-  [ -e /etc/runlevels/default/postfix ] && echo "enabled yes"
-fi
-true
-"""
+from postfix_nullclient.render import render_script
 
 
 @dataclass
@@ -102,19 +35,13 @@ class HostState:
 
 
 class NullClientHost(FactBase[HostState]):
-    """Files, maps, packages and service state of the Postfix null client on a host."""
+    """Files, maps, packages and service state of the Postfix null client on a host.
 
-    def command(self, plain_files: list[str], secret_files: list[str], maps: list[str], packages: list[str]) -> str:
-        def words(items: list[str]) -> str:
-            return " ".join(shlex.quote(item) for item in items) or "''"
+    The managed files are the model's LAYOUT; `packages` are the ones to look for.
+    """
 
-        return _SCRIPT.format(
-            conf=CONFIG_DIR,
-            plain=words(plain_files),
-            secret=words(secret_files),
-            maps=words(maps),
-            packages=words(packages),
-        )
+    def command(self, packages: list[str]) -> str:
+        return render_script("fact", packages=packages)
 
     @staticmethod
     def default() -> HostState:

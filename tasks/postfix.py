@@ -1,44 +1,22 @@
 """Put the rendered files in place, build the maps, check, and reload or restart postfix.
 
-Everything happens in one remote command (tasks/apply_config.sh) that either installs the whole
-new configuration or restores the previous one, so a host is never left half-changed.
+Everything happens in one remote command (templates/scripts/apply_config.sh.j2) that either installs
+the whole new configuration or restores the previous one, so a host is never left half-changed.
 """
 
 from __future__ import annotations
 
-import base64
 import difflib
 import io
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
 from postfix_nullclient.facts import HostState
-from postfix_nullclient.render import ManagedFile
-
-APPLY_SCRIPT = Path(__file__).with_name("apply_config.sh")
-
-# main.cf settings that a reload does not apply: the master daemon must restart.
-RESTART_SETTINGS = ("inet_interfaces", "inet_protocols")
-
-SERVICE_COMMANDS = {
-    "systemd": {
-        "reload_command": "systemctl reload postfix",
-        "restart_command": "systemctl restart postfix",
-        "enabled_test": "systemctl is-enabled -q postfix",
-        "enable_command": "systemctl enable -q postfix",
-    },
-    "openrc": {
-        "reload_command": "rc-service postfix reload",
-        "restart_command": "rc-service postfix restart",
-        "enabled_test": "test -e /etc/runlevels/default/postfix",
-        "enable_command": "rc-update -q add postfix default",
-    },
-}
+from postfix_nullclient.model import INIT_SYSTEMS, RESTART_SETTINGS, SECRET_STAT, ManagedFile
+from postfix_nullclient.render import render_script
 
 
 @dataclass(frozen=True)
@@ -55,7 +33,7 @@ class Plan:
 def differs(wanted: ManagedFile, found: HostState) -> bool:
     if wanted.secret:
         owner_mode = found.modes.get(wanted.name)
-        return found.sha256.get(wanted.name) != wanted.sha256 or owner_mode != f"root:root:{wanted.mode[1:]}"
+        return found.sha256.get(wanted.name) != wanted.sha256 or owner_mode != SECRET_STAT
     return found.contents.get(wanted.name) != wanted.content
 
 
@@ -72,7 +50,7 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
     """Compare the wanted files with what the fact found; decide what the apply command does."""
     changed = [wanted for wanted in files if differs(wanted, found)]
     names = {wanted.name for wanted in changed}
-    stale_maps = [f.name for f in files if f.hashed_map and found.fresh_maps.get(f.name) != "root:root:600"]
+    stale_maps = [f.name for f in files if f.hashed_map and found.fresh_maps.get(f.name) != SECRET_STAT]
     maps_to_build = [f.name for f in files if f.hashed_map and (f.name in names or f.name in stale_maps)]
 
     new_main_cf = next((f.content for f in files if f.name == "main.cf"), None)
@@ -84,18 +62,19 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
 
 
 def apply_script(plan: Plan, init: str) -> str:
-    """The complete stdin of the apply command: the fixed script, then this host's part."""
-    lines = [APPLY_SCRIPT.read_text()]
-    for variable, command in SERVICE_COMMANDS[init].items():
-        # Enabling an enabled service costs systemctl seconds: only when the fact says it is not.
-        if variable == "enabled_test" and not plan.enable:
-            command = "true"
-        lines.append(f"{variable}={shlex.quote(command)}")
-    for wanted in plan.changed:
-        encoded = base64.b64encode(wanted.content.encode()).decode()
-        lines.append(f"stage_file {shlex.quote(wanted.name)} {wanted.mode} '{encoded}'")
-    lines.append(" ".join(["apply", plan.action, *map(shlex.quote, plan.maps_to_build)]))
-    return "\n".join(lines) + "\n"
+    """The complete stdin of the apply command, for a host whose service manager is `init`.
+
+    Enabling an enabled service costs systemctl seconds: the script does it only where the fact
+    found postfix not enabled.
+    """
+    return render_script(
+        "apply_config",
+        changed=plan.changed,
+        maps=plan.maps_to_build,
+        action=plan.action,
+        init=INIT_SYSTEMS[init],
+        enable=plan.enable,
+    )
 
 
 def show_diff(plan: Plan, found: HostState) -> None:
@@ -141,7 +120,7 @@ def configure(files: list[ManagedFile], found: HostState, init: str) -> Iterator
     + found: the host's NullClientHost fact
     + init: the host's service manager, systemd or openrc
 
-    The command is tasks/apply_config.sh with this host's part, on stdin: contents, the password
+    The command is the apply script rendered for this host, on stdin: contents, the password
     included, never appear on a command line, in pyinfra's output or in a ``--diff``.
     """
     todo = plan(files, found)

@@ -1,41 +1,20 @@
-"""Render the null client's files from the Jinja2 templates: pure functions, no host needed."""
+"""Render the null client's files and the scripts that run on hosts from the Jinja2 templates:
+pure functions, no host needed. Scripts get the model's layout (model.script_context)."""
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import re
-from dataclasses import dataclass, field
+import shlex
 from importlib.resources import files
+from typing import Any
 
 import jinja2
 
+from postfix_nullclient.model import LAYOUT, ManagedFile, script_context
 from postfix_nullclient.settings import Settings, short_name
 
 TEMPLATES = files("postfix_nullclient.templates")  # templates/ in the repository, package data in a wheel
-
-
-@dataclass(frozen=True)
-class ManagedFile:
-    """One file under /etc/postfix that the deploy owns."""
-
-    name: str
-    content: str = field(default="", repr=False)  # a repr, e.g. in pyinfra's operation arguments, never shows it
-    mode: str = "0644"
-    secret: bool = False  # never read back, printed or diffed; root-only from its first byte
-    hashed_map: bool = False  # needs postmap into a database of default_database_type
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content.encode()).hexdigest()
-
-
-# Names and kinds of the managed files, for the fact, which runs before anything is rendered.
-LAYOUT = (
-    ManagedFile("main.cf"),
-    ManagedFile("virtual_alias"),
-    ManagedFile("sender_canonical"),
-    ManagedFile("sasl_passwd", mode="0600", secret=True, hashed_map=True),
-)
 
 
 def regex_escape(text: str) -> str:
@@ -52,6 +31,13 @@ _environment = jinja2.Environment(
     autoescape=False,  # Postfix files, not HTML
 )
 _environment.filters["regex_escape"] = regex_escape
+_environment.filters["quote"] = shlex.quote
+_environment.filters["b64encode"] = lambda text: base64.b64encode(text.encode()).decode()
+
+
+def render_script(name: str, **variables: Any) -> str:
+    """templates/scripts/NAME.sh.j2 with the model's layout and `variables`: a POSIX sh script."""
+    return _environment.get_template(f"scripts/{name}.sh.j2").render(script_context() | variables)
 
 
 def postfix_hostname(settings: Settings, fqdn: str) -> str:
@@ -85,7 +71,7 @@ def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: st
     files = []
     for layout in LAYOUT:
         template = _environment.get_template(f"{layout.name}.j2")
-        secret = {"password": settings.password.reveal()} if layout.secret else {}
+        secret = {"password": settings.password.unmask()} if layout.secret else {}
         content = template.render(variables | secret)
         files.append(ManagedFile(layout.name, content, layout.mode, layout.secret, layout.hashed_map))
     return files

@@ -17,6 +17,7 @@ from weakref import WeakKeyDictionary
 
 import keyring
 import keyring.errors
+from pyinfra.api import HiddenValue
 from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient import keyring_lookup
@@ -33,23 +34,6 @@ LOCAL_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
 
 class SettingsError(PyinfraError):
     """Bad settings or a missing secret on every host: raised before any host is touched."""
-
-
-class Secret:
-    """A string that never shows itself in a repr, a log line or an f-string by accident."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('*MASKED*')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -69,7 +53,7 @@ class Settings:
     myhostname: str | None
     ipv6: bool | None
     mail_package: str | None  # None: the distribution's mail command package
-    password: Secret = field(repr=False)
+    password: HiddenValue = field(repr=False)  # pyinfra's own: shown as *MASKED*, unmask() to read
 
     @property
     def relayhost(self) -> str:
@@ -177,7 +161,7 @@ def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict
         }
     problems = {name: _password_problems(name, entry, passwords) for name, entry in entries.items()}
     with_password = {
-        name: replace(settings, password=Secret(passwords[entries[name]] or ""))
+        name: replace(settings, password=HiddenValue(passwords[entries[name]] or ""))
         for name, settings in good.items()
         if not problems[name]
     }
@@ -262,7 +246,7 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
         myhostname=myhostname,
         ipv6=ipv6,
         mail_package=mail_package,
-        password=Secret(""),
+        password=HiddenValue(""),
     )
     return settings, []
 

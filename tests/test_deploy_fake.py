@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+from pyinfra.api import HiddenValue
 
 from postfix_nullclient.render import render_files
-from postfix_nullclient.settings import Secret, Settings
+from postfix_nullclient.settings import Settings
 from tests.conftest import run_pyinfra, store_password
 
 AWKWARD_PASSWORD = "C0rrect horse#: @battery $staple %50"
@@ -36,7 +37,7 @@ def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
         myhostname=None,
         ipv6=None,
         mail_package=None,
-        password=Secret(password),
+        password=HiddenValue(password),
     )
 
 

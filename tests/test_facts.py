@@ -11,19 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from postfix_nullclient.facts import CONFIG_DIR, NullClientHost
+from postfix_nullclient.facts import NullClientHost
+from postfix_nullclient.model import CONFIG_DIR
 
 MAIN_CF = "# a comment\nrelayhost = [mail.example.net]:587\n\twith a tab, ünïcode and a trailing newline\n"
 
 
 def look(conf: Path, packages: list[str], path: str | None = None) -> tuple[list[str], object]:
     """Run the fact's command with `conf` in place of /etc/postfix; return its lines and what process() made."""
-    command = NullClientHost().command(
-        plain_files=["main.cf", "virtual_alias"],
-        secret_files=["sasl_passwd"],
-        maps=["sasl_passwd"],
-        packages=packages,
-    )
+    command = NullClientHost().command(packages=packages)
     assert f"conf={CONFIG_DIR}\n" in command
     command = command.replace(f"conf={CONFIG_DIR}\n", f"conf={conf}\n")
     env = {**os.environ, "PATH": path} if path else None

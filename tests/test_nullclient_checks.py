@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from postfix_nullclient.distro import FAMILIES
+from postfix_nullclient.model import FAMILIES
 from postfix_nullclient.nullclient.checks import (
     Health,
     MailProbe,
@@ -133,13 +133,15 @@ def test_passwords_the_deploy_would_refuse_are_refused(password):
     assert password_problem(password)
 
 
-def test_remove_script_purges_with_the_familys_package_manager_and_restores_every_file():
-    debian = next(f for f in FAMILIES if f.name == "debian")
-    script = remove_script("purge", debian, ["main.cf", "sasl_passwd"])
-    assert (
-        "mode=purge\ninit=systemd\npurge_command='env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postfix'"
-        in script
-    )
-    assert "files='main.cf sasl_passwd'\nremove_null_client\n" in script
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
+def test_remove_script_stops_and_purges_with_the_familys_own_commands_and_restores_every_file(family):
+    script = remove_script("purge", family)
+    assert "mode=purge\n" in script
+    assert f"{family.init_system.stop} >/dev/null 2>&1 || true\n" in script
+    assert f"{family.init_system.disable} >/dev/null 2>&1 || true\n" in script
+    assert f"  {family.packager.purge_postfix}\n" in script
+    assert "for name in main.cf virtual_alias sender_canonical sasl_passwd; do\n" in script
+    every_database = '"$conf/sasl_passwd.cdb" "$conf/sasl_passwd.db" "$conf/sasl_passwd.lmdb"'
+    assert f'rm -f "$conf/sasl_passwd" {every_database}\n' in script
     with pytest.raises(ValueError, match="not one of stop, purge"):
-        remove_script("uninstall", debian, [])
+        remove_script("uninstall", family)

@@ -10,70 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, operation
 
 from postfix_nullclient.facts import HostState
+from postfix_nullclient.model import ManagedFile
 from postfix_nullclient.postfix import Plan, main_cf_values
-from postfix_nullclient.render import ManagedFile
+from postfix_nullclient.render import render_script
 from postfix_nullclient.settings import Settings
-
-_HEALTH_SCRIPT = r"""
-relayhost=$(postconf -h relayhost 2>/dev/null || true)
-echo "relayhost $relayhost"
-postconf -n 2>/dev/null | sed 's/^/postconf /'
-type=$(postconf -h default_database_type 2>/dev/null || true)
-if [ -n "$relayhost" ] && [ -n "$type" ]; then
-  # Only the login before the first colon leaves the host, never the password after it.
-  login=$(postmap -q "$relayhost" "$type:/etc/postfix/sasl_passwd" 2>/dev/null | cut -d: -f1)
-  echo "map_login $login"
-fi
-if [ -n "$relayhost" ] && command -v posttls-finger >/dev/null; then
-  ca=$(postconf -h smtp_tls_CAfile 2>/dev/null || true)
-  wrapper=""
-  [ "$(postconf -h smtp_tls_wrappermode 2>/dev/null)" = yes ] && wrapper=-w
-  timeout 40 posttls-finger $wrapper -l secure ${ca:+-F "$ca"} -t 15 "$relayhost" 2>&1 \
-    | grep -v -i dnssec | sed 's/^/finger /'
-fi
-for dir in /usr/lib/sasl2 /usr/lib64/sasl2 /usr/lib/*/sasl2; do ls "$dir" 2>/dev/null; done \
-  | sed -n 's/^lib\([a-z0-9]*\)\.so$/sasl_module \1/p' | sort -u
-postqueue -j 2>/dev/null | sed 's/^/queue /'
-true
-"""
-
-_TEST_MAIL_SCRIPT = r"""
-name=$(hostname -f 2>/dev/null || uname -n)
-mid="<nullclient-test.$(date +%s).$$@$name>"
-logs() {
-  if command -v journalctl >/dev/null && [ -d /run/systemd/system ]; then
-    journalctl --no-pager -o cat --since=-30min -t postfix/cleanup -t postfix/smtp -t postfix/qmgr \
-      -t postfix/bounce -t postfix/error 2>/dev/null
-  else
-    cat /var/log/mail.log /var/log/maillog 2>/dev/null
-  fi
-}
-printf 'To: root\nSubject: nullclient test mail from %s\nMessage-ID: %s\n\nSent by nullclient verify --test-mail.\n' \
-  "$name" "$mid" | /usr/sbin/sendmail -i root || { echo "sent no"; exit 0; }
-echo "sent yes"
-end=$(( $(date +%s) + {timeout} ))
-qid=""
-while [ "$(date +%s)" -lt "$end" ]; do
-  [ -n "$qid" ] || qid=$(logs | grep -F "message-id=$mid" | tail -n 1 | cut -d: -f1)
-  if [ -n "$qid" ] && ! postqueue -j 2>/dev/null | grep -q "\"$qid\""; then
-    sleep 0.5  # the journal may lag a moment behind the queue
-    echo "queue_id $qid"
-    logs | grep "^$qid: " | sed 's/^/log /'
-    echo "left yes"
-    exit 0
-  fi
-  sleep 1
-done
-echo "queue_id $qid"
-[ -n "$qid" ] && logs | grep "^$qid: " | sed 's/^/log /'
-echo "left no"
-true
-"""
 
 # Cyrus SASL client plugin (lib<name>.so) -> the mechanisms it implements.
 SASL_MECHANISMS = {
@@ -104,7 +50,7 @@ class NullClientHealth(FactBase[Health]):
     """The live Postfix configuration, the password map's login, the relay as seen from the host, the queue."""
 
     def command(self) -> str:
-        return _HEALTH_SCRIPT
+        return render_script("health")
 
     @staticmethod
     def default() -> Health:
@@ -141,29 +87,31 @@ class MailProbe:
     log: list[str] = field(default_factory=list)
 
 
-class SendTestMail(FactBase[MailProbe]):
-    """Sends one mail to root (so to forward_to) and waits, at most `timeout` s, until it leaves the queue."""
+def read_mail_probe(output: list[str]) -> MailProbe:
+    """What the test mail script printed: sent, its queue id, whether it left the queue, its log."""
+    mail = MailProbe()
+    for line in output:
+        key, _, value = line.partition(" ")
+        if key == "sent":
+            mail.sent = value == "yes"
+        elif key == "queue_id":
+            mail.queue_id = value.strip()
+        elif key == "left":
+            mail.left_queue = value == "yes"
+        elif key == "log":
+            mail.log.append(value)
+    return mail
 
-    def command(self, timeout: int) -> str:
-        return _TEST_MAIL_SCRIPT.replace("{timeout}", str(int(timeout)))
 
-    @staticmethod
-    def default() -> MailProbe:
-        return MailProbe()
+@operation(is_idempotent=False)
+def send_test_mail(timeout: int) -> Iterator[str]:
+    """
+    Send one mail to root (so to forward_to) and wait, at most ``timeout`` seconds, until it leaves
+    the queue. An operation, not a fact: a ``--dry`` run sends nothing.
 
-    def process(self, output: list[str]) -> MailProbe:
-        mail = MailProbe()
-        for line in output:
-            key, _, value = line.partition(" ")
-            if key == "sent":
-                mail.sent = value == "yes"
-            elif key == "queue_id":
-                mail.queue_id = value.strip()
-            elif key == "left":
-                mail.left_queue = value == "yes"
-            elif key == "log":
-                mail.log.append(value)
-        return mail
+    + timeout: seconds to wait for the mail to leave the queue
+    """
+    yield render_script("test_mail", timeout=timeout)
 
 
 @dataclass

@@ -9,22 +9,27 @@ import hashlib
 from pathlib import Path
 
 from pyinfra import host, state
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import python
 
 from postfix_nullclient.distro import look_at
 from postfix_nullclient.nullclient.checks import (
     Check,
     NullClientHealth,
-    SendTestMail,
     check_configuration,
     check_password_map,
     check_queue,
     check_relay,
     check_test_mail,
+    read_mail_probe,
     report_json,
+    send_test_mail,
 )
 from postfix_nullclient.postfix import plan
 from postfix_nullclient.render import render_files
 from postfix_nullclient.settings import Refusal, settings_for
+
+REPORT = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
 
 
 def host_checks() -> list[Check]:
@@ -34,19 +39,25 @@ def host_checks() -> list[Check]:
     found, family = look_at(host, settings.mail_package)
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     health = host.get_fact(NullClientHealth)
-    checks = [
+    return [
         check_configuration(files, found, plan(files, found), health),
         check_password_map(settings, health),
         check_relay(settings, health),
         check_queue(health),
     ]
-    test_mail_timeout = int(host.data.get("nullclient_test_mail") or 0)
-    if test_mail_timeout:
-        checks.append(check_test_mail(host.get_fact(SendTestMail, timeout=test_mail_timeout)))
-    return checks
+
+
+def write_report(checks: list[Check], test_mail: OperationMeta | None = None) -> None:
+    if test_mail is not None:
+        checks = [*checks, check_test_mail(read_mail_probe(test_mail.stdout_lines))]
+    REPORT.write_text(report_json(host.name, checks))
 
 
 checks = host_checks()
-
-report = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
-report.write_text(report_json(host.name, checks))
+test_mail_timeout = int(host.data.get("nullclient_test_mail") or 0)
+if test_mail_timeout and checks[0].name != "settings":
+    # The test mail is an operation: it runs when pyinfra executes, and the report follows it.
+    sent = send_test_mail(name="Send a test mail to root and wait until it leaves the queue", timeout=test_mail_timeout)
+    python.call(name="Write the verify report", function=write_report, checks=checks, test_mail=sent)
+else:
+    write_report(checks)

@@ -92,8 +92,10 @@ def test_the_wheel_holds_one_namespaced_package_with_its_templates_scripts_and_d
     for packaged in (
         "postfix_nullclient/__init__.py",
         "postfix_nullclient/defaults.py",
-        "postfix_nullclient/apply_config.sh",
-        "postfix_nullclient/nullclient/remove.sh",
+        "postfix_nullclient/model.py",
+        "postfix_nullclient/templates/scripts/apply_config.sh.j2",
+        "postfix_nullclient/templates/scripts/remove.sh.j2",
+        "postfix_nullclient/templates/scripts/fact.sh.j2",
         "postfix_nullclient/templates/main.cf.j2",
         "postfix_nullclient/templates/sasl_passwd.j2",
         "postfix_nullclient/templates/virtual_alias.j2",
