@@ -28,6 +28,7 @@ def every_script() -> list[tuple[str, str]]:
         ("fact", NullClientHost().command(packages=list(ALL_PACKAGES))),
         ("health", NullClientHealth().command()),
         ("test_mail", render_script("test_mail", timeout=60)),
+        ("flush", render_script("flush", timeout=60)),
     ]
     for family in FAMILIES:
         for enable in (True, False):

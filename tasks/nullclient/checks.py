@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pyinfra.api import FactBase, operation
 
 from postfix_nullclient.facts import HostState
-from postfix_nullclient.model import ManagedFile
+from postfix_nullclient.model import SECRET_STAT, ManagedFile
 from postfix_nullclient.postfix import Plan, main_cf_values
 from postfix_nullclient.render import render_script
 from postfix_nullclient.settings import Settings
@@ -151,7 +151,7 @@ def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, 
     problems += [
         f"the database of {f.name} is missing, older than the map or not root-only"
         for f in files
-        if f.hashed_map and found.fresh_maps.get(f.name) != "root:root:600"
+        if f.hashed_map and found.fresh_maps.get(f.name) != SECRET_STAT
     ]
     if not found.running:
         problems.append("postfix is not running")

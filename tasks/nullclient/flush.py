@@ -2,10 +2,6 @@
 
 from pyinfra.operations import server
 
-FLUSH = (
-    "postqueue -f; "
-    'for _ in $(seq 60); do [ -z "$(postqueue -j 2>/dev/null)" ] && exit 0; sleep 1; done; '
-    "echo 'postfix-nullclient: the queue did not empty within 60 s:'; postqueue -p; exit 1"
-)
+from postfix_nullclient.render import render_script
 
-server.shell(name="Flush the mail queue and wait until it is empty", commands=[FLUSH])
+server.shell(name="Flush the mail queue and wait until it is empty", commands=[render_script("flush", timeout=60)])
