@@ -12,6 +12,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from postfix_nullclient import alerts
 from postfix_nullclient.facts import HostState, NullClientHost
 from postfix_nullclient.render import LAYOUT
 
@@ -81,13 +82,20 @@ def family_of(host_name: str, found: HostState) -> Family:
     )
 
 
+def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
+    """The arguments of the NullClientHost fact: every file, map and package the deploy looks at."""
+    return {
+        "plain_files": [f.name for f in LAYOUT if not f.secret],
+        "secret_files": [f.name for f in LAYOUT if f.secret],
+        "maps": [f.name for f in LAYOUT if f.hashed_map],
+        # unattended-upgrades: only whether it is there; it is never installed for the alerts.
+        "packages": sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0], alerts.UPGRADES_PACKAGE}),
+        "alert_files": list(alerts.ALERT_FILES),
+        "timer_link": alerts.TIMER_LINK,
+    }
+
+
 def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Family]:
     """The deploy's one look at a host (a single remote command) and the host's family."""
-    found = host.get_fact(
-        NullClientHost,
-        plain_files=[f.name for f in LAYOUT if not f.secret],
-        secret_files=[f.name for f in LAYOUT if f.secret],
-        maps=[f.name for f in LAYOUT if f.hashed_map],
-        packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}),
-    )
+    found = host.get_fact(NullClientHost, **fact_arguments(mail_package))
     return found, family_of(host.name, found)

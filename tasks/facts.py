@@ -77,6 +77,12 @@ elif command -v rc-service >/dev/null; then
   echo "init openrc"
   [ -e /etc/runlevels/default/postfix ] && echo "enabled yes"
 fi
+# The alert sources' and the watchdog's files (tasks/alerts.py), hashed, and the watchdog timer's
+# enable link: one sha256sum, and only where one of them exists.
+alerts=
+for path in {alert_files}; do [ -f "$path" ] && alerts="$alerts $path"; done
+[ -n "$alerts" ] && sha256sum $alerts
+[ -e {timer_link} ] && echo "watchdog_enabled yes"
 true
 """
 
@@ -99,12 +105,21 @@ class HostState:
     init: str | None = None
     running: bool = False  # postfix's master process runs
     enabled: bool = False  # started at boot
+    watchdog_enabled: bool = False  # the watchdog's systemd timer is enabled
 
 
 class NullClientHost(FactBase[HostState]):
     """Files, maps, packages and service state of the Postfix null client on a host."""
 
-    def command(self, plain_files: list[str], secret_files: list[str], maps: list[str], packages: list[str]) -> str:
+    def command(
+        self,
+        plain_files: list[str],
+        secret_files: list[str],
+        maps: list[str],
+        packages: list[str],
+        alert_files: list[str] = (),
+        timer_link: str = "/nonexistent",
+    ) -> str:
         def words(items: list[str]) -> str:
             return " ".join(shlex.quote(item) for item in items) or "''"
 
@@ -114,6 +129,8 @@ class NullClientHost(FactBase[HostState]):
             secret=words(secret_files),
             maps=words(maps),
             packages=words(packages),
+            alert_files=words(list(alert_files)),
+            timer_link=shlex.quote(timer_link),
         )
 
     @staticmethod
@@ -157,6 +174,8 @@ class NullClientHost(FactBase[HostState]):
                 state.running = True
             elif key == "enabled":
                 state.enabled = True
+            elif key == "watchdog_enabled":
+                state.watchdog_enabled = True
         state.fresh_maps = {name: state.modes.get(database, "") for name, database in databases.items()}
         return state
 

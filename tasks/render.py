@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -52,6 +53,12 @@ _environment = jinja2.Environment(
     autoescape=False,  # Postfix files, not HTML
 )
 _environment.filters["regex_escape"] = regex_escape
+_environment.filters["quote"] = shlex.quote  # a word for sh
+
+
+def render_template(name: str, **variables: object) -> str:
+    """One of templates/ rendered with `variables` (the alert sources' files and scripts use it)."""
+    return _environment.get_template(name).render(variables)
 
 
 def postfix_hostname(settings: Settings, fqdn: str) -> str:
