@@ -11,7 +11,20 @@ originals=/var/lib/postfix-nullclient/original
 
 say() { echo "postfix-nullclient: $*"; }
 
+# The queue watchdog and the alert sources' files (tasks/alerts.py; names set by remove_plan.py): the
+# timer stops first, so that the watchdog does not run while its files go.
+remove_alerts() {
+  if [ "$init" = systemd ]; then
+    systemctl disable --now -q "$watchdog_timer" 2>/dev/null || true
+  fi
+  # shellcheck disable=SC2086 # plain absolute paths, one word each
+  rm -f $alert_files "$watchdog_motd"
+  rmdir "$watchdog_dir" 2>/dev/null || true
+  if [ "$init" = systemd ]; then systemctl daemon-reload 2>/dev/null || true; fi
+}
+
 remove_null_client() {
+  remove_alerts
   queued=$(postqueue -j 2>/dev/null | wc -l || echo 0)
   [ "$queued" -gt 0 ] && say "warning: $queued message(s) were still in the queue; they stay in /var/spool/postfix"
   if [ "$init" = systemd ]; then

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from pathlib import Path
 
+from postfix_nullclient import alerts
 from postfix_nullclient.distro import Family
 
 REMOVE_SCRIPT = Path(__file__).with_name("remove.sh")
@@ -28,6 +30,10 @@ def remove_script(mode: str, family: Family, files: list[str]) -> str:
         f"init={shlex.quote(family.init)}",
         f"purge_command={shlex.quote(PURGE_COMMANDS[family.package_manager])}",
         f"files={shlex.quote(' '.join(files))}",
+        f"alert_files={shlex.quote(' '.join(alerts.ALERT_FILES))}",
+        f"watchdog_timer={shlex.quote(alerts.TIMER_NAME)}",
+        f"watchdog_motd={shlex.quote(alerts.MOTD)}",
+        f"watchdog_dir={shlex.quote(posixpath.dirname(alerts.WATCHDOG))}",
         "remove_null_client",
     ]
     return "\n".join(lines) + "\n"
