@@ -102,3 +102,31 @@ def test_the_rendered_shell_passes_shellcheck(tmp_path):
         (tmp_path / name).write_text(content)
     checked = subprocess.run(["shellcheck", "-s", "sh", *(str(tmp_path / n) for n in scripts)], capture_output=True)
     assert checked.returncode == 0, checked.stdout.decode()
+
+
+def test_status_counts_stuck_mail_and_names_the_oldest_deferred_reason():
+    from postfix_nullclient.nullclient.queue_status import NullClientStatus, status_line, summary
+
+    queue = [
+        '{"queue_name": "deferred", "queue_id": "AAA", "arrival_time": 999, "recipients": '
+        '[{"address": "root", "delay_reason": "SASL authentication failed"}]}',
+        '{"queue_name": "active", "queue_id": "BBB", "arrival_time": 4590, "recipients": [{"address": "root"}]}',
+    ]
+    status = NullClientStatus().process(
+        ["now 4600", *(f"queue {line}" for line in queue), "watchdog_ran 4500", "watchdog_said 2026 warning: x"]
+    )
+    report = summary("torres.example.net", status, 3600, True, "current")
+
+    assert report["queue_size"] == 2 and report["stuck"] == 1
+    assert report["oldest_deferred"] == {
+        "queue_id": "AAA",
+        "age_seconds": 3601,
+        "reason": "SASL authentication failed",
+    }
+    assert status_line(report) == (
+        "torres.example.net: STUCK queue 2; oldest deferred AAA 1h 0m: SASL authentication failed; "
+        "watchdog ran 1m ago, last said: 2026 warning: x; configuration current"
+    )
+    fine = summary("torres.example.net", NullClientStatus().process(["now 5"]), 3600, False, "NOT current: x")
+    assert fine["stuck"] == 0
+    assert status_line(fine) == "torres.example.net: ok    queue 0; watchdog never ran; configuration NOT current: x"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from postfix_nullclient import alerts
 from postfix_nullclient.facts import HostState, NullClientHost
@@ -30,8 +29,17 @@ class QueueStatus:
 class NullClientStatus(NullClientHost):
     """The NullClientHost fact, plus the queue and the watchdog's state: one command."""
 
-    def command(self, **arguments: Any) -> str:
-        return super().command(**arguments) + render_template("status.sh.j2", state_dir=alerts.WATCHDOG_STATE)
+    def command(
+        self,
+        plain_files: list[str],
+        secret_files: list[str],
+        maps: list[str],
+        packages: list[str],
+        alert_files: list[str] = (),
+        timer_link: str = "/nonexistent",
+    ) -> str:
+        found = super().command(plain_files, secret_files, maps, packages, alert_files, timer_link)
+        return found + render_template("status.sh.j2", state_dir=alerts.WATCHDOG_STATE)
 
     @staticmethod
     def default() -> QueueStatus:

@@ -155,7 +155,7 @@ def test_stuck_mail_is_told_once_shown_by_status_and_clears_after_rotate(al):
     warnings = al.ws.run(WARNINGS).stdout.splitlines()
     print("\n".join(warnings))  # the README shows it
     assert len(warnings) == 2, warnings
-    assert warnings[0].startswith(f"{queue_id} to <root@al1.example.net> has waited ")
+    assert warnings[0].startswith(f"{queue_id} to <{FORWARD_TO}> has waited ")
     assert "SASL authentication failed" in warnings[0] and "535 5.7.8" in warnings[0]
     assert "1 message(s) have waited longer than 5s in the mail queue of al1" in warnings[1]
     banner = login_banner(al.ws)
