@@ -141,5 +141,6 @@ def test_remove_script_purges_with_the_familys_package_manager_and_restores_ever
         in script
     )
     assert "files='main.cf sasl_passwd'\nremove_null_client\n" in script
+    assert "watchdog_timer=postfix-nullclient-watchdog.timer\n" in script and "\n  remove_alerts\n" in script
     with pytest.raises(ValueError, match="not one of stop, purge"):
         remove_script("uninstall", debian, [])

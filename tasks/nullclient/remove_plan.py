@@ -29,11 +29,11 @@ def remove_script(mode: str, family: Family, files: list[str]) -> str:
         f"mode={mode}",
         f"init={shlex.quote(family.init)}",
         f"purge_command={shlex.quote(PURGE_COMMANDS[family.package_manager])}",
-        f"files={shlex.quote(' '.join(files))}",
         f"alert_files={shlex.quote(' '.join(alerts.ALERT_FILES))}",
         f"watchdog_timer={shlex.quote(alerts.TIMER_NAME)}",
         f"watchdog_motd={shlex.quote(alerts.MOTD)}",
         f"watchdog_dir={shlex.quote(posixpath.dirname(alerts.WATCHDOG))}",
+        f"files={shlex.quote(' '.join(files))}",
         "remove_null_client",
     ]
     return "\n".join(lines) + "\n"
