@@ -16,3 +16,6 @@ in the repository) and in the README's settings table. Uncomment and change what
 # myhostname = None                    # None: the host's FQDN
 # ipv6 = None                          # None: auto
 # mail_package = None                  # None: the distribution's (bsd-mailx on Debian)
+# unattended_upgrades_mail = "only-on-error"  # or "on-change", "always"; "off": leave it as it is
+# watchdog_threshold = "1h"            # warn when a message has waited longer (seconds, or s/m/h/d)
+# watchdog_interval = "5m"             # how often the watchdog looks (systemd timer)

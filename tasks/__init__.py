@@ -8,8 +8,9 @@ The flow, per host: the settings, checked, and the relay password from the OS ke
 (settings.py, keyring_lookup.py; a host with a problem is refused alone, summary.py); one look at
 the host (facts.py) and its distribution family (distro.py); the missing packages installed
 (packages.py); the files rendered (render.py, templates/) and put in place with a check and a
-reload, or not at all (postfix.py, templates/scripts/apply_config.sh.j2). Every path, suffix, mode
-and command of the host is declared once, in model.py.
+reload, or not at all (postfix.py, templates/scripts/apply_config.sh.j2); then the queue watchdog
+and the mail of unattended-upgrades (alerts.py). Every path, suffix, mode and command of the host
+is declared once, in model.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
-from postfix_nullclient import packages, postfix
+from postfix_nullclient import alerts, packages, postfix
 from postfix_nullclient.defaults import DEFAULTS
 from postfix_nullclient.distro import UnsupportedHost, look_at
 from postfix_nullclient.render import render_files
@@ -56,16 +57,21 @@ def deploy_null_client() -> OperationMeta:
     )
     record.add_operation(host.name, "Install packages", install)
 
+    init = found.init or family.init
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     todo = postfix.plan(files, found)
     postfix.show_diff(todo, found)
-    configure = postfix.configure(
-        name=postfix.describe(todo),
-        files=files,
-        found=found,
-        init=found.init or family.init,
-    )
+    configure = postfix.configure(name=postfix.describe(todo), files=files, found=found, init=init)
     record.add_operation(host.name, "Apply null-client configuration", configure)
+
+    watchdog = alerts.watchdog(
+        name="Install the queue watchdog", files=alerts.watchdog_files(settings, init), found=found, init=init
+    )
+    record.add_operation(host.name, "Install the queue watchdog", watchdog)
+    upgrades_mail = alerts.unattended_upgrades_mail(
+        name="Mail of unattended-upgrades to root", wanted=alerts.upgrades_mail_file(settings), found=found
+    )
+    record.add_operation(host.name, "Mail of unattended-upgrades to root", upgrades_mail)
     return configure
 
 

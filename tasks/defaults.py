@@ -35,4 +35,18 @@ DEFAULTS: dict[str, Any] = {
     "ipv6": None,
     # Package that provides the `mail` command. None: bsd-mailx on Debian, mailx on openSUSE, else s-nail.
     "mail_package": None,
+    # Mail of unattended-upgrades, where it is installed (it is never installed for this): sent to
+    # root, so to forward_to. "only-on-error" (a run that failed), "on-change" (also every run that
+    # upgraded something), "always" (every run). "off" or None: its configuration is left as it is.
+    # Written as /etc/apt/apt.conf.d/51postfix-nullclient-mail (Unattended-Upgrade::Mail and ::MailReport).
+    # cron needs no setting: it mails a job's output to the crontab's owner (MAILTO), which the
+    # deploy sends to forward_to like every local user; sudo mails its "SECURITY information" to
+    # root by default (mail_badpass, mail_no_user) and the deploy changes nothing of sudo.
+    "unattended_upgrades_mail": "only-on-error",
+    # The queue watchdog warns (journal, login message, desktop) when a message has waited longer
+    # than this: seconds, or a number with s, m (minutes), h or d, e.g. "90m".
+    "watchdog_threshold": "1h",
+    # How often the watchdog looks at the queue (its systemd timer; every 15 minutes on OpenRC,
+    # from /etc/periodic/15min). Seconds or a number with s, m, h or d.
+    "watchdog_interval": "5m",
 }

@@ -11,6 +11,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from postfix_nullclient import alerts
 from postfix_nullclient.facts import HostState, NullClientHost
 from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family
 
@@ -37,7 +38,18 @@ def family_of(host_name: str, found: HostState) -> Family:
     )
 
 
+def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
+    """The arguments of the NullClientHost fact: the packages and alert files the deploy looks at
+    (the managed files under /etc/postfix are the model's LAYOUT)."""
+    return {
+        # unattended-upgrades: only whether it is there; it is never installed for the alerts.
+        "packages": sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0], alerts.UPGRADES_PACKAGE}),
+        "alert_files": list(alerts.ALERT_FILES),
+        "timer_link": alerts.TIMER_LINK,
+    }
+
+
 def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Family]:
     """The deploy's one look at a host (a single remote command) and the host's family."""
-    found = host.get_fact(NullClientHost, packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}))
+    found = host.get_fact(NullClientHost, **fact_arguments(mail_package))
     return found, family_of(host.name, found)

@@ -32,16 +32,18 @@ class HostState:
     init: str | None = None
     running: bool = False  # postfix's master process runs
     enabled: bool = False  # started at boot
+    watchdog_enabled: bool = False  # the watchdog's systemd timer is enabled
 
 
 class NullClientHost(FactBase[HostState]):
     """Files, maps, packages and service state of the Postfix null client on a host.
 
-    The managed files are the model's LAYOUT; `packages` are the ones to look for.
+    The managed files are the model's LAYOUT; `packages` are the ones to look for, `alert_files` the
+    alert sources' and watchdog's files to hash, `timer_link` the watchdog timer's enable link.
     """
 
-    def command(self, packages: list[str]) -> str:
-        return render_script("fact", packages=packages)
+    def command(self, packages: list[str], alert_files: list[str] = (), timer_link: str = "/nonexistent") -> str:
+        return render_script("fact", packages=packages, alert_files=list(alert_files), timer_link=timer_link)
 
     @staticmethod
     def default() -> HostState:
@@ -84,6 +86,8 @@ class NullClientHost(FactBase[HostState]):
                 state.running = True
             elif key == "enabled":
                 state.enabled = True
+            elif key == "watchdog_enabled":
+                state.watchdog_enabled = True
         state.fresh_maps = {name: state.modes.get(database, "") for name, database in databases.items()}
         return state
 

@@ -31,13 +31,18 @@ _environment = jinja2.Environment(
     autoescape=False,  # Postfix files, not HTML
 )
 _environment.filters["regex_escape"] = regex_escape
-_environment.filters["quote"] = shlex.quote
+_environment.filters["quote"] = shlex.quote  # a word for sh
 _environment.filters["b64encode"] = lambda text: base64.b64encode(text.encode()).decode()
 
 
 def render_script(name: str, **variables: Any) -> str:
     """templates/scripts/NAME.sh.j2 with the model's layout and `variables`: a POSIX sh script."""
     return _environment.get_template(f"scripts/{name}.sh.j2").render(script_context() | variables)
+
+
+def render_template(name: str, **variables: object) -> str:
+    """One of templates/ rendered with `variables`: the alert sources' unit and configuration files."""
+    return _environment.get_template(name).render(variables)
 
 
 def postfix_hostname(settings: Settings, fqdn: str) -> str:

@@ -30,6 +30,9 @@ HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 LOCAL_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*$")
+UNATTENDED_UPGRADES_MAIL = ("only-on-error", "on-change", "always", "off")
+DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class SettingsError(PyinfraError):
@@ -54,6 +57,9 @@ class Settings:
     ipv6: bool | None
     mail_package: str | None  # None: the distribution's mail command package
     password: HiddenValue = field(repr=False)  # pyinfra's own: shown as *MASKED*, unmask() to read
+    unattended_upgrades_mail: str | None = "only-on-error"  # None: left as it is ("off")
+    watchdog_threshold: int = 3600  # seconds
+    watchdog_interval: int = 300  # seconds
 
     @property
     def relayhost(self) -> str:
@@ -77,6 +83,22 @@ def _bool_or_none(value: Any) -> bool | None:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def duration_seconds(value: Any) -> int:
+    """A duration setting in seconds: 3600, "3600", "90s", "30m", "1h", "2d". ValueError if it is none of these."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = DURATION.match(str(value))
+        if not match:
+            raise ValueError(value)
+        seconds = int(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(value)
+    return seconds
 
 
 def _where(setting: str) -> str:
@@ -230,6 +252,23 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
 
     mail_package = check.get("mail_package") or None
 
+    upgrades_mail = check.get("unattended_upgrades_mail")
+    upgrades_mail = "off" if upgrades_mail is False else str(upgrades_mail).strip().lower()
+    if upgrades_mail not in UNATTENDED_UPGRADES_MAIL:
+        check.fail(
+            f"unattended_upgrades_mail {check.get('unattended_upgrades_mail')!r} is not one of "
+            f"{', '.join(UNATTENDED_UPGRADES_MAIL)}; {_where('unattended_upgrades_mail')}"
+        )
+    durations = {}
+    for setting in ("watchdog_threshold", "watchdog_interval"):
+        try:
+            durations[setting] = duration_seconds(check.get(setting))
+        except ValueError:
+            check.fail(
+                f"{setting} {check.get(setting)!r} is not a duration: use seconds, or a number with s, m, h "
+                f'or d, e.g. 3600 or "1h"; {_where(setting)}'
+            )
+
     if check.problems:
         return None, check.problems
     settings = Settings(
@@ -247,6 +286,9 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
         ipv6=ipv6,
         mail_package=mail_package,
         password=HiddenValue(""),
+        unattended_upgrades_mail=None if upgrades_mail == "off" else upgrades_mail,
+        watchdog_threshold=durations["watchdog_threshold"],
+        watchdog_interval=durations["watchdog_interval"],
     )
     return settings, []
 

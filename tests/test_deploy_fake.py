@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyinfra.api import HiddenValue
 
+from postfix_nullclient import alerts
 from postfix_nullclient.render import render_files
 from postfix_nullclient.settings import Settings
 from tests.conftest import run_pyinfra, store_password
@@ -51,6 +52,9 @@ def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
             lines += [f"map_fresh {managed.name} {managed.name}.db", f"mode {managed.name}.db root:root:600"]
         else:
             lines.append(f"content {managed.name} {base64.b64encode(managed.content.encode()).decode()}")
+    for wanted in alerts.watchdog_files(settings, "systemd"):
+        lines.append(f"{wanted.sha256}  {wanted.path}")
+    lines.append("watchdog_enabled yes")
     return lines + [f"dpkg ii  {name}" for name in PACKAGES]
 
 
@@ -90,7 +94,7 @@ def test_a_host_without_keyring_entry_is_refused_alone_and_the_others_deploy(env
     assert run.returncode != 0, "a refused host makes the run fail"
     assert "Traceback" not in run.output
     assert "@fake/kirk" not in run.commands, "the refused host runs no command at all"
-    assert len(run.commands["@fake/torres"]) == 3, "the other host is deployed: fact, install, apply"
+    assert len(run.commands["@fake/torres"]) == 4, "the other host is deployed: fact, install, apply, watchdog"
     summary = run.output[run.output.index("host(s) failed; the others went on:") :]
     assert (
         "@fake/kirk: refused, nothing was run on it: no password in the keyring for service "
@@ -159,8 +163,9 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert run.returncode == 0, run.output
     commands = run.commands["@fake/torres"]
     command_lines = [c["command"] for c in commands]
-    # Three commands: the fact, the install (debconf preseed on its stdin, update, install), the apply.
-    assert len(commands) == 3, command_lines
+    # Four commands: the fact, the install (debconf preseed on its stdin, update, install), the apply,
+    # the watchdog. unattended-upgrades is not on this host: nothing for it, and it is not installed.
+    assert len(commands) == 4, command_lines
     install = next(c for c in commands if "apt-get" in c["command"] and " install " in c["command"])
     assert install["command"].startswith("debconf-set-selections && apt-get update")
     assert "No configuration" in install["stdin"]
@@ -176,6 +181,12 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert not any(AWKWARD_PASSWORD in line for line in command_lines)
     assert AWKWARD_PASSWORD not in run.output
     assert base64.b64encode(f"torres@example.net:{AWKWARD_PASSWORD}".encode()).decode()[:12] not in run.output
+    watchdog = commands[-1]["stdin"]
+    assert "put_file /usr/local/lib/postfix-nullclient/watchdog 0755 " in watchdog
+    assert "put_file /etc/systemd/system/postfix-nullclient-watchdog.timer 0644 " in watchdog
+    assert "systemctl enable -q postfix-nullclient-watchdog.timer" in watchdog
+    assert AWKWARD_PASSWORD not in watchdog and "unattended" not in watchdog
+    assert "unattended-upgrades is not installed (it is not installed for this)" in run.output
 
 
 def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env, tmp_path):
@@ -188,11 +199,11 @@ def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env
     assert run.returncode == 0, run.output
     assert len(run.commands["@fake/torres"]) == 1, run.commands
     assert "default_database_type" in run.commands["@fake/torres"][0]["command"]
-    assert run.output.count("[@fake/torres] No changes") == 2, "both operations say so for the host"
+    assert run.output.count("[@fake/torres] No changes") == 4, "every operation says so for the host"
     results = run.output[run.output.index("--> Results:") :]
     assert re.search(r"Postfix null client \| Install the null client's packages\s+1\s+-\s+-\s+1", results)
     assert re.search(r"Postfix null client \| Apply null-client configuration\s+1\s+-\s+-\s+1", results)
-    assert re.search(r"Grand total\s+2\s+-\s+-\s+2", results)
+    assert re.search(r"Grand total\s+4\s+-\s+-\s+4", results)
 
 
 def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of_it(env, tmp_path):

@@ -143,5 +143,7 @@ def test_remove_script_stops_and_purges_with_the_familys_own_commands_and_restor
     assert "for name in main.cf virtual_alias sender_canonical sasl_passwd; do\n" in script
     every_database = '"$conf/sasl_passwd.cdb" "$conf/sasl_passwd.db" "$conf/sasl_passwd.lmdb"'
     assert f'rm -f "$conf/sasl_passwd" {every_database}\n' in script
+    assert "systemctl disable --now -q postfix-nullclient-watchdog.timer" in script or family.init != "systemd"
+    assert "/usr/local/lib/postfix-nullclient/watchdog" in script, "the watchdog goes too"
     with pytest.raises(ValueError, match="not one of stop, purge"):
         remove_script("uninstall", family)

@@ -8,9 +8,11 @@ import subprocess
 
 import pytest
 
+from postfix_nullclient.distro import fact_arguments
 from postfix_nullclient.facts import NullClientHost
 from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, LAYOUT, ManagedFile
 from postfix_nullclient.nullclient.checks import NullClientHealth
+from postfix_nullclient.nullclient.queue_status import NullClientStatus
 from postfix_nullclient.nullclient.remove_plan import MODES, remove_script
 from postfix_nullclient.postfix import Plan, apply_script
 from postfix_nullclient.render import render_script
@@ -27,6 +29,7 @@ def every_script() -> list[tuple[str, str]]:
     scripts = [
         ("fact", NullClientHost().command(packages=list(ALL_PACKAGES))),
         ("health", NullClientHealth().command()),
+        ("status", NullClientStatus().command(**fact_arguments())),
         ("test_mail", render_script("test_mail", timeout=60)),
         ("flush", render_script("flush", timeout=60)),
     ]

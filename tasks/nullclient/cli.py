@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(verify)
     _test_mail_option(verify, 0)
 
+    status = sub.add_parser(
+        "status", help="queue, oldest stuck mail, watchdog, configuration: one line per host; exit 1 if mail is stuck"
+    )
+    _target_options(status)
+    status.add_argument("--json", action="store_true", help="a JSON list, one object per host, for monitoring")
+
     rotate = sub.add_parser("rotate", help="new password: keyring, deploy, then mail server, then flush")
     _target_options(rotate)
     rotate.add_argument("--stdin", action="store_true", help="take the new password from stdin (e.g. an app password)")
@@ -144,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         return commands.bootstrap(target, args.yes, args.test_mail)
     if args.command == "verify":
         return commands.verify(target, args.test_mail or 0)
+    if args.command == "status":
+        return commands.status(target, args.json)
     if args.command == "rotate":
         return commands.rotate(target, args.stdin, args.yes, args.test_mail or 0)
     return commands.remove(target, args.postfix, args.forget_password)

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from postfix_nullclient.nullclient import passwords
 from postfix_nullclient.nullclient.checks import Check
+from postfix_nullclient.nullclient.queue_status import status_line
 from postfix_nullclient.nullclient.targets import (
     DEPLOY,
     Target,
@@ -28,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 VERIFY = HERE / "verify.py"
 REMOVE = HERE / "remove.py"
 FLUSH = HERE / "flush.py"
+STATUS = HERE / "status.py"
 
 
 def say(text: str = "", out: TextIO | None = None) -> None:
@@ -186,6 +188,31 @@ def verify(target: Target, test_mail_timeout: int = 0) -> int:
         failed += not all(check.ok for check in checks)
     say(f"{len(names) - failed} of {len(names)} host(s) OK" if failed else f"all {len(names)} host(s) OK")
     return 1 if failed else 0
+
+
+# --- status ----------------------------------------------------------------------------------------------
+
+
+def status(target: Target, as_json: bool = False) -> int:
+    """One line (or one JSON object) per host, all hosts at once; 1 if any host has stuck mail or no answer."""
+    names = list(host_data(target))
+    with tempfile.TemporaryDirectory(prefix="nullclient-status-") as directory:
+        run = run_pyinfra(target, STATUS, {"nullclient_report": directory}, capture=True)
+        reports = {}
+        for path in Path(directory).glob("*.json"):
+            report = json.loads(path.read_text())
+            reports[report["host"]] = report
+    unreachable = {
+        "reachable": False,
+        "error": "could not be looked at; pyinfra said:\n" + _tail(run.stdout + run.stderr),
+    }
+    results = [reports.get(name) or {"host": name, **unreachable} for name in names]
+    if as_json:
+        say(json.dumps(results, indent=2))
+    else:
+        for report in results:
+            say(status_line(report))
+    return 1 if any(not report["reachable"] or report["stuck"] for report in results) else 0
 
 
 # --- deploy-based commands -----------------------------------------------------------------------------

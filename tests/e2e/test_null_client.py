@@ -106,13 +106,14 @@ def test_second_deploy_changes_nothing_says_so_per_host_and_does_not_touch_postf
     run = deploy(keyring_env, workstations)
 
     assert run.returncode == 0, run.output
+    operations = ("Install the null client's packages", "Apply null-client configuration", "Install the queue watchdog")
     for workstation in workstations:
-        # Both operations, the install and the configuration, say it for every host.
-        assert run.output.count(f"[{workstation.fqdn}] No changes") == 2, run.output
+        # Every operation says it for every host: the install, the configuration, the alerts.
+        assert run.output.count(f"[{workstation.fqdn}] No changes") == 4, run.output
     results = run.output[run.output.index("--> Results:") :]
     hosts = len(workstations)
-    assert re.search(rf"Install the null client's packages\s+{hosts}\s+-\s+-\s+{hosts}\s", results), results
-    assert re.search(rf"Apply null-client configuration\s+{hosts}\s+-\s+-\s+{hosts}\s", results), results
+    for operation in operations:
+        assert re.search(rf"{re.escape(operation)}\s+{hosts}\s+-\s+-\s+{hosts}\s", results), results
     for workstation in workstations:
         assert workstation.run("cat /var/spool/postfix/pid/master.pid").stdout.split() == master_pids[workstation.name]
         new_log = workstation.run("journalctl --no-pager -o cat -t postfix/master").stdout

@@ -1,0 +1,54 @@
+"""pyinfra deploy file of `nullclient status`: one command per host, a JSON report per host.
+
+Run by nullclient.commands with `--data nullclient_report=DIR`. Changes nothing. "Configuration
+current" is the deploy's own judgement: the same settings (keyring included), the same fact, the
+same rendered files and the same plans.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from pyinfra import host, state
+
+from postfix_nullclient import alerts
+from postfix_nullclient.defaults import DEFAULTS
+from postfix_nullclient.distro import UnsupportedHost, fact_arguments, family_of
+from postfix_nullclient.nullclient.queue_status import NullClientStatus, summary
+from postfix_nullclient.postfix import plan
+from postfix_nullclient.render import render_files
+from postfix_nullclient.settings import Refusal, SettingsError, check_host, duration_seconds, settings_for
+
+
+def configuration(settings, found) -> tuple[bool | None, str]:
+    """(current, what differs): whether the deploy would change nothing on this host."""
+    if isinstance(settings, Refusal):
+        return None, f"unknown: the deploy would refuse the host: {settings}"
+    try:
+        family = family_of(host.name, found)
+    except UnsupportedHost as error:
+        return None, f"unknown: {error}"
+    files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
+    init = found.init or family.init
+    differs = [f"{f.name} (secret)" if f.secret else f.name for f in plan(files, found).changed]
+    if plan(files, found).needed and not differs:
+        differs.append("postfix not running, not enabled or a map not built")
+    differs += [f.path for f in alerts.watchdog_changes(alerts.watchdog_files(settings, init), found, init)]
+    put, remove = alerts.upgrades_mail_changes(alerts.upgrades_mail_file(settings), found)
+    differs += [f.path for f in put] + remove
+    if differs:
+        return False, f"NOT current: {', '.join(differs)} differ; run the deploy"
+    return True, "current"
+
+
+try:
+    settings = settings_for(state, host)
+except SettingsError:  # every host refused: the queue is still worth showing
+    settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
+plain, _ = check_host(host.name, host.data)
+threshold = plain.watchdog_threshold if plain else duration_seconds(DEFAULTS["watchdog_threshold"])
+status = host.get_fact(NullClientStatus, **fact_arguments(host.data.get("mail_package")))
+current, detail = configuration(settings, status.found)
+
+report = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
+report.write_text(json.dumps(summary(host.name, status, threshold, current, detail)))
