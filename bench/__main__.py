@@ -427,22 +427,31 @@ class Bench:
         # keyring's choice of a backend: on Linux it loads every backend it knows, and its macOS
         # backend looks for the Security framework through ctypes at import, which runs gcc and ld.
         script = (
-            "import time; start = time.perf_counter(); import keyring; keyring.get_keyring(); "
-            "print(time.perf_counter() - start)"
+            "import sys, time; start = time.perf_counter(); import keyring\n"
+            "if sys.argv[1] == 'deploy':\n"
+            "    from postfix_nullclient.keyring_lookup import choose_backend; choose_backend()\n"
+            "keyring.get_keyring(); print(time.perf_counter() - start)"
         )
-        chosen_by_keyring, chosen_by_user = [], []
+        chosen_by_keyring, chosen_by_user, chosen_by_deploy = [], [], []
         for _ in range(5):
-            for backend, samples in ((None, chosen_by_keyring), (SECRET_SERVICE_BACKEND, chosen_by_user)):
+            for how, backend, samples in (
+                ("keyring", None, chosen_by_keyring),
+                ("keyring", SECRET_SERVICE_BACKEND, chosen_by_user),
+                ("deploy", None, chosen_by_deploy),
+            ):
                 env = deploy_env(self.env, [], backend)
                 out = subprocess.run(
-                    [sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True, check=True
-                )
+                    [sys.executable, "-c", script, how], cwd=PROJECT, env=env, capture_output=True, text=True,
+                    check=True,
+                )  # fmt: skip
                 samples.append(float(out.stdout) * 1000)
         self.diagnostic_rows += [
             Row("keyring: import keyring + keyring.get_keyring(), keyring chooses the backend", chosen_by_keyring, "ms",
                 note="every backend loaded: the macOS one runs gcc and ld 3 times (ctypes.util.find_library)"),
             Row("keyring: the same, the backend chosen by the user (PYTHON_KEYRING_BACKEND)", chosen_by_user, "ms",
                 note="only SecretService loaded (its check still opens a D-Bus connection)"),
+            Row("keyring: the same as the deploy does it, choose_backend() first (tasks/keyring_lookup.py)",
+                chosen_by_deploy, "ms", note="no backend chosen by the user: it can only be SecretService"),
         ]  # fmt: skip
         steps: dict[str, list[float]] = {}
         for _ in range(3):
