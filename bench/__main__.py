@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["results.md", "results.json"]
     if bench.figure:
         title = f"No-change runs against hosts ({'quick check' if plan.quick else 'full run'}, {info['date']})"
-        (out / "scaling.svg").write_text(scaling_svg(bench.figure, title))
+        (out / "scaling.svg").write_text(scaling_svg(bench.figure, title, log_y=True))
         names.append("scaling.svg")
     for name in names:
         shutil.copyfile(out / name, RESULTS_DIR / f"latest-{name}")

@@ -68,3 +68,14 @@ def test_scaling_figure_is_well_formed_svg_with_every_series() -> None:
     assert float(floor_dots[0].get("cy")) > float(floor_dots[-1].get("cy"))
     with pytest.raises(ValueError):
         scaling_svg([("empty", [])], "nothing")
+
+
+def test_scaling_figure_on_a_log_axis_spaces_tenfold_steps_evenly() -> None:
+    series = [("a", [(1, 0.1), (10, 1.0), (50, 10.0)])]
+    root = ElementTree.fromstring(scaling_svg(series, "log", log_y=True))
+    dots = root.findall(".//{http://www.w3.org/2000/svg}circle")
+    ys = [float(dot.get("cy")) for dot in dots]
+    assert ys[0] > ys[1] > ys[2]
+    assert abs((ys[0] - ys[1]) - (ys[1] - ys[2])) < 0.2  # 0.1 -> 1 as far as 1 -> 10
+    with pytest.raises(ValueError):
+        scaling_svg([("zero", [(1, 0.0)])], "log", log_y=True)
