@@ -128,7 +128,6 @@ def say(text: str) -> None:
 class Bench:
     def __init__(self, plan: Plan, out: Path) -> None:
         self.plan = plan
-        self.out = out
         self.logs = out / "logs"
         self.hosts = labkit.Hosts()
         self.env: dict[str, str] = {}
@@ -273,7 +272,7 @@ class Bench:
         floors: dict[int, list[float]] = {n: [] for n in sizes}
         rss: dict[int, list[float]] = {n: [] for n in sizes}
         peer_times: dict[int, list[float]] = {n: [] for n in self.plan.peer_sizes}
-        configured: list[float] = []  # 1 host, the keyring backend chosen by the user
+        configured: list[float] = []  # 1 host, the keyring backend named by the user
         addresses = [labkit.lab_host(name).address for name in self.names(sizes[-1])]
         versions = []
         for run in range(runs):  # sizes and floor interleaved, so that a noisy minute hits all of them alike
