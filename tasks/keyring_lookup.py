@@ -52,6 +52,7 @@ def choose_backend() -> None:
     _chosen = True
     if sys.platform != "linux" or "PYTHON_KEYRING_BACKEND" in os.environ:
         return
+    # The directory that `keyring diagnose` prints as its config path.
     if (keyring.util.platform_.config_root() / "keyringrc.cfg").exists():
         return
     if {entry.name for entry in metadata.entry_points(group="keyring.backends")} != KEYRING_OWN_BACKENDS:
