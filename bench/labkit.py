@@ -49,7 +49,7 @@ def lab_host(name: str) -> hosts.LabHost:
 
 
 class Hosts:
-    """The bn* hosts this run made; destroy_all() removes every one of them, and only them."""
+    """The hosts this run made (bn*, and an* for the Ansible peer); destroy_all() removes them, and only them."""
 
     def __init__(self) -> None:
         self.made: set[str] = set()
@@ -73,7 +73,7 @@ class Hosts:
             hosts._remove_empty_state_dir()
 
     def destroy_all(self) -> None:
-        names = sorted(self.made, key=lambda n: int(n[len(PREFIX) :]))
+        names = sorted(self.made)
         _power_off(names)
         for name in names:
             try:

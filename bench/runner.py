@@ -62,13 +62,21 @@ def deploy_argv(*extra: str) -> list[str]:
     return ["lab/inventory.py", "deploy.py", "-y", "--data", f"relay_host={RELAY_FQDN}", *extra]
 
 
-def deploy_env(env: dict[str, str], names: list[str]) -> dict[str, str]:
-    return {**env, "NULLCLIENT_LAB_HOSTS": ",".join(names), "PYINFRA_PROGRESS": "off"}
+def deploy_env(env: dict[str, str], names: list[str], keyring_backend: str | None = None) -> dict[str, str]:
+    """The keyring session's environment for a deploy of `names`.
+
+    Without `keyring_backend`, keyring chooses its backend as on a workstation whose user has not
+    chosen one (the lab's session names SecretService in PYTHON_KEYRING_BACKEND; that is dropped):
+    it looks at every backend it knows, which is part of what a user waits for.
+    """
+    chosen = {"PYTHON_KEYRING_BACKEND": keyring_backend} if keyring_backend else {}
+    variables = {key: value for key, value in env.items() if key != "PYTHON_KEYRING_BACKEND"}
+    return {**variables, **chosen, "NULLCLIENT_LAB_HOSTS": ",".join(names), "PYINFRA_PROGRESS": "off"}
 
 
-def deploy(env: dict[str, str], names: list[str], log: Path) -> Timed:
+def deploy(env: dict[str, str], names: list[str], log: Path, keyring_backend: str | None = None) -> Timed:
     """`pyinfra lab/inventory.py deploy.py -y` on `names`, timed; a failed deploy stops the benchmark."""
-    timed = run_timed([str(PYINFRA), *deploy_argv()], log, deploy_env(env, names))
+    timed = run_timed([str(PYINFRA), *deploy_argv()], log, deploy_env(env, names, keyring_backend))
     if timed.returncode != 0:
         raise BenchError(f"the deploy of {len(names)} host(s) failed (exit {timed.returncode}): see {log}")
     return timed

@@ -9,14 +9,63 @@ entry with keyring's.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from contextlib import closing
+from importlib import metadata
+from importlib.util import find_spec
 from typing import Any
 
 import keyring
 import keyring.errors
+import keyring.util.platform_
 
 Entry = tuple[str, str]  # (keyring service, user): keyring.get_password(service, user)
+
+# keyring's own backends, as its entry points name them (keyring 25), and the module each of the
+# Linux ones needs to be viable: KWallet dbus-python, libsecret PyGObject. Windows and macOS are
+# never viable on Linux; chainer only chains two or more viable backends.
+KEYRING_OWN_BACKENDS = frozenset({"KWallet", "SecretService", "Windows", "chainer", "libsecret", "macOS"})
+OTHER_LINUX_BACKEND_MODULES = ("dbus", "gi")
+
+_chosen = False
+
+
+def choose_backend() -> None:
+    """Where keyring's own choice can only be Secret Service, tell keyring so, before it looks at all backends.
+
+    Without a backend chosen by the user, keyring loads every backend it knows and takes the viable
+    one of highest priority. On Linux that costs 0.05-0.17 s a run: its macOS backend looks for three
+    frameworks through ctypes at import, which runs ldconfig, gcc and ld for each. The answer is
+    known without that when all of these hold: Linux; no backend chosen by the user
+    (PYTHON_KEYRING_BACKEND, keyringrc.cfg: then keyring loads only that one anyway); no backends
+    installed but keyring's own; neither dbus-python nor PyGObject importable (so neither KWallet
+    nor libsecret is viable); and Secret Service viable by keyring's own check, its `priority`. Then
+    this sets a Secret Service backend with keyring.set_keyring, as keyring itself would have;
+    otherwise it does nothing and keyring chooses as always. It acts at its first call only, so a
+    program that sets a backend in code should do so with PYTHON_KEYRING_BACKEND or keyringrc.cfg.
+    """
+    global _chosen
+    if _chosen:
+        return
+    _chosen = True
+    if sys.platform != "linux" or "PYTHON_KEYRING_BACKEND" in os.environ:
+        return
+    # The directory that `keyring diagnose` prints as its config path.
+    if (keyring.util.platform_.config_root() / "keyringrc.cfg").exists():
+        return
+    if {entry.name for entry in metadata.entry_points(group="keyring.backends")} != KEYRING_OWN_BACKENDS:
+        return
+    if any(find_spec(name) is not None for name in OTHER_LINUX_BACKEND_MODULES):
+        return
+    from keyring.backends import SecretService
+
+    try:
+        SecretService.Keyring.priority  # noqa: B018  (keyring's viability check: raises if not viable)
+    except Exception:  # not viable: keyring's own look finds out what is, and says so
+        return
+    keyring.set_keyring(SecretService.Keyring())
 
 
 def read_passwords(entries: Iterable[Entry]) -> dict[Entry, str | None]:
@@ -26,6 +75,7 @@ def read_passwords(entries: Iterable[Entry]) -> dict[Entry, str | None]:
     cannot be read (locked, the prompt dismissed, the daemon gone).
     """
     wanted = list(dict.fromkeys(entries))
+    choose_backend()
     backend = keyring.get_keyring()
     if wanted and _is_secret_service(backend):
         return _from_secret_service(backend, wanted)

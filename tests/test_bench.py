@@ -1,7 +1,10 @@
-"""The benchmark's arithmetic and table (bench/stats.py): no lab, no timing."""
+"""The benchmark's arithmetic, table and figure (bench/stats.py, bench/figure.py): no lab, no timing."""
+
+from xml.etree import ElementTree
 
 import pytest
 
+from bench.figure import scaling_svg
 from bench.stats import Row, markdown_table, median, number, percentile
 
 
@@ -39,3 +42,40 @@ def test_numbers_keep_meaningful_digits() -> None:
     assert number(96.44, "s") == "96.4"
     assert number(412.3, "MiB") == "412"
     assert number(12, "commands") == "12"
+
+
+def test_scaling_figure_is_well_formed_svg_with_every_series() -> None:
+    series = [
+        ("no-change re-deploy", [(1, 0.62), (10, 1.1), (50, 2.9)]),
+        ("parallel SSH floor", [(50, 2.3), (1, 0.17), (10, 0.45)]),
+        ("Ansible peer <playbook>", [(1, 6.7)]),
+    ]
+    root = ElementTree.fromstring(scaling_svg(series, "No-change re-deploy & floor"))
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    groups = root.findall("svg:g[@class='series']", ns)
+    assert [g.get("data-name") for g in groups] == [name for name, _ in series]
+    for group, (name, values) in zip(groups, series, strict=True):
+        dots = group.findall("svg:circle", ns)
+        assert len(dots) == len(values)
+        assert [g.text for g in group.findall("svg:text", ns)] == [name]
+        lines = group.findall("svg:polyline", ns)
+        assert len(lines) == (1 if len(values) > 1 else 0)
+        if lines:  # drawn left to right, and a larger time is higher up (a smaller y)
+            xs = [float(point.split(",")[0]) for point in lines[0].get("points").split()]
+            assert xs == sorted(xs)
+    floor_dots = groups[1].findall("svg:circle", ns)
+    assert float(floor_dots[0].get("cy")) > float(floor_dots[-1].get("cy"))
+    with pytest.raises(ValueError):
+        scaling_svg([("empty", [])], "nothing")
+
+
+def test_scaling_figure_on_a_log_axis_spaces_tenfold_steps_evenly() -> None:
+    series = [("a", [(1, 0.1), (10, 1.0), (50, 10.0)])]
+    root = ElementTree.fromstring(scaling_svg(series, "log", log_y=True))
+    dots = root.findall(".//{http://www.w3.org/2000/svg}circle")
+    ys = [float(dot.get("cy")) for dot in dots]
+    assert ys[0] > ys[1] > ys[2]
+    assert abs((ys[0] - ys[1]) - (ys[1] - ys[2])) < 0.2  # 0.1 -> 1 as far as 1 -> 10
+    with pytest.raises(ValueError):
+        scaling_svg([("zero", [(1, 0.0)])], "log", log_y=True)

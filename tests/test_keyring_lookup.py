@@ -80,3 +80,56 @@ def test_other_backends_are_asked_entry_by_entry(tmp_path):
     found = compare(env, [*ENTRIES, "missing@example.net"])
     assert found["backend"] == "memory_backend"
     assert found["batch"] == found["one_by_one"] == [*ENTRIES.values(), None]
+
+
+# keyring's backend after choose_backend(), in a fresh process; and whether keyring loaded its macOS backend.
+CHOSEN = """
+import sys, keyring
+from postfix_nullclient.keyring_lookup import choose_backend
+if sys.argv[1] == "choose_backend": choose_backend()
+print(type(keyring.get_keyring()).__module__, "keyring.backends.macOS" in sys.modules)
+"""
+
+
+def chosen(env: dict[str, str], how: str) -> tuple[str, bool]:
+    out = subprocess.run([sys.executable, "-c", CHOSEN, how], cwd=PROJECT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    module, macos_loaded = out.stdout.split()
+    return module, macos_loaded == "True"
+
+
+def test_secret_service_is_chosen_as_keyring_would_without_loading_every_backend(keyring_env):
+    env = {key: value for key, value in keyring_env.items() if key != "PYTHON_KEYRING_BACKEND"}  # no user choice
+    assert chosen(env, "keyring alone") == ("keyring.backends.SecretService", True)
+    assert chosen(env, "choose_backend") == ("keyring.backends.SecretService", False)
+
+
+def test_keyring_chooses_when_another_backend_is_installed(keyring_env, tmp_path):
+    """A third-party backend of higher priority, installed as a distribution with a keyring.backends entry point."""
+    (tmp_path / "extra_backend.py").write_text(
+        "from keyring.backend import KeyringBackend\n"
+        "class Keyring(KeyringBackend):\n"
+        "    priority = 20\n"
+        "    def get_password(self, service, username): return None\n"
+        "    def set_password(self, service, username, password): raise NotImplementedError\n"
+        "    def delete_password(self, service, username): raise NotImplementedError\n"
+    )
+    dist_info = tmp_path / "extra_backend-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-backend\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[keyring.backends]\nextra = extra_backend\n")
+    env = {key: value for key, value in keyring_env.items() if key != "PYTHON_KEYRING_BACKEND"}
+    env["PYTHONPATH"] = f"{tmp_path}:{PROJECT}"
+    assert chosen(env, "keyring alone")[0] == "extra_backend"
+    assert chosen(env, "choose_backend")[0] == "extra_backend"
+
+
+def test_a_backend_chosen_by_the_user_is_kept(keyring_env, tmp_path):
+    config = tmp_path / "home" / ".config" / "python_keyring"
+    config.mkdir(parents=True)
+    (config / "keyringrc.cfg").write_text("[backend]\ndefault-keyring=keyring.backends.null.Keyring\n")
+    env = {key: value for key, value in keyring_env.items() if key != "PYTHON_KEYRING_BACKEND"}
+    env |= {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "home" / ".config")}
+    assert chosen(env, "choose_backend")[0] == "keyring.backends.null"
+    env = {**keyring_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    assert chosen(env, "choose_backend")[0] == "keyring.backends.null"
