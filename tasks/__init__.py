@@ -17,7 +17,7 @@ from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
-from postfix_nullclient import packages, postfix
+from postfix_nullclient import mail_systems, packages, postfix
 from postfix_nullclient.defaults import DEFAULTS
 from postfix_nullclient.distro import UnsupportedHost, look_at
 from postfix_nullclient.render import render_files
@@ -47,11 +47,22 @@ def deploy_null_client() -> OperationMeta:
 
     wanted = packages.wanted_packages(settings, family)
     missing = [name for name in wanted if name not in found.packages]
+    replacing = mail_systems.replacement(found.packages, found.queued)
+    # Mail queued before the switch: kept from leaving the old way, sent the new way after it.
+    hold_postfix = postfix.foreign_configuration(found) is not None and found.queued.get("postfix", 0) > 0
+    if replacing.hold or hold_postfix:  # an operation only then: a configured host's run stays at two
+        hold = postfix.hold_mail(
+            name="Hold the mail queued before the switch", other_systems=replacing.hold, postfix_queue=hold_postfix
+        )
+        record.add_operation(host.name, "Hold queued mail", hold)
+
+    replaced = "; replace " + ", ".join(system.name for system in replacing.systems) if replacing.systems else ""
     install = packages.install(
-        name=f"Install {', '.join(missing)}" if missing else "Install the null client's packages",
+        name=f"Install {', '.join(missing)}{replaced}" if missing else "Install the null client's packages",
         wanted=wanted,
         installed=found.packages,
         package_manager=family.package_manager,
+        replacing=replacing,
     )
     record.add_operation(host.name, "Install packages", install)
 
@@ -65,6 +76,15 @@ def deploy_null_client() -> OperationMeta:
         init=found.init or family.init,
     )
     record.add_operation(host.name, "Apply null-client configuration", configure)
+
+    held = found.queued.get("held", 0)
+    if replacing.hold:
+        held += sum(found.queued.get(system.name, 0) for system in replacing.systems if system.holdable)
+    if held or hold_postfix:
+        send = postfix.send_held_mail(
+            name="Send the mail queued before the switch through the relay", held=held, postfix_queue=hold_postfix
+        )
+        record.add_operation(host.name, "Send held mail", send)
     return configure
 
 

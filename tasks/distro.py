@@ -13,6 +13,8 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient.facts import HostState, NullClientHost
+from postfix_nullclient.mail_systems import HELD_DIR, MAIL_SYSTEMS
+from postfix_nullclient.mail_systems import PACKAGES as OTHER_MAIL_PACKAGES
 from postfix_nullclient.render import LAYOUT
 
 
@@ -88,6 +90,10 @@ def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Fami
         plain_files=[f.name for f in LAYOUT if not f.secret],
         secret_files=[f.name for f in LAYOUT if f.secret],
         maps=[f.name for f in LAYOUT if f.hashed_map],
-        packages=sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0]}),
+        packages=sorted({*ALL_PACKAGES, *OTHER_MAIL_PACKAGES, mail_package or ALL_PACKAGES[0]}),
+        queues={
+            **{system.name: list(system.queue_files) for system in MAIL_SYSTEMS if system.queue_files},
+            "held": [f"{HELD_DIR}/*"],
+        },
     )
     return found, family_of(host.name, found)

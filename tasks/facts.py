@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pyinfra.api import FactBase
 
 CONFIG_DIR = "/etc/postfix"
+# Exists while an apply runs between moving files in and postfix's reload: left behind, it means the
+# run was killed there, and the next deploy applies and restarts again (tasks/apply_config.sh).
+PENDING_MARK = "/var/lib/postfix-nullclient/applying"
 
 # Runs as root on the host; prints "key value" lines (and sha256sum's own "DIGEST  NAME" lines) that
 # process() below reads. It runs on every host at every deploy, and on a lab of many hosts their
@@ -58,6 +61,19 @@ elif command -v pacman >/dev/null; then
 elif command -v apk >/dev/null; then
   apk info -e {packages} 2>/dev/null | sed 's/^/package /'
 fi
+# Queued mail, as "queued NAME COUNT": another mail system's (which postfix's install removes), the
+# messages the deploy took out of it and has not handed to postfix yet ("held"), and Postfix's own.
+count_queued() {{  # NAME FILE...: a glob that matched nothing stays itself, and does not exist
+  name=$1 n=0
+  shift
+  for file in "$@"; do [ -e "$file" ] && n=$((n + 1)); done
+  [ "$n" -eq 0 ] || echo "queued $name $n"
+}}
+{queues}
+[ -n "$queue" ] && count_queued postfix "$queue"/deferred/*/* "$queue"/active/* "$queue"/incoming/* \
+  "$queue"/maildrop/* "$queue"/hold/*
+# An apply killed between moving files in and postfix's reload (PENDING_MARK).
+[ -e {pending} ] && echo "interrupted yes"
 # Running: the pid in Postfix's pid file is a live process called master (what `postfix status`
 # asks, with builtins only). A pid file left by a killed master names a dead or another process.
 pid=
@@ -98,13 +114,26 @@ class HostState:
     packages: set[str] = field(default_factory=set)
     init: str | None = None
     running: bool = False  # postfix's master process runs
+    interrupted: bool = False  # an apply was killed half-way: apply and restart again
+    queued: dict[str, int] = field(default_factory=dict)  # mail system (or "held") -> messages queued
     enabled: bool = False  # started at boot
 
 
 class NullClientHost(FactBase[HostState]):
     """Files, maps, packages and service state of the Postfix null client on a host."""
 
-    def command(self, plain_files: list[str], secret_files: list[str], maps: list[str], packages: list[str]) -> str:
+    def command(
+        self,
+        plain_files: list[str],
+        secret_files: list[str],
+        maps: list[str],
+        packages: list[str],
+        queues: dict[str, list[str]] | None = None,
+        pending: str = PENDING_MARK,
+    ) -> str:
+        """queues: per mail system, shell globs that match one file per queued message (unquoted);
+        pending: the file an interrupted apply leaves behind."""
+
         def words(items: list[str]) -> str:
             return " ".join(shlex.quote(item) for item in items) or "''"
 
@@ -114,6 +143,10 @@ class NullClientHost(FactBase[HostState]):
             secret=words(secret_files),
             maps=words(maps),
             packages=words(packages),
+            pending=shlex.quote(pending),
+            queues="\n".join(
+                f"count_queued {shlex.quote(name)} {' '.join(globs)}" for name, globs in (queues or {}).items()
+            ),
         )
 
     @staticmethod
@@ -153,6 +186,11 @@ class NullClientHost(FactBase[HostState]):
                     state.packages.add(name.strip())
             elif key == "init":
                 state.init = value
+            elif key == "queued":
+                name, _, count = value.partition(" ")
+                state.queued[name] = int(count)
+            elif key == "interrupted":
+                state.interrupted = True
             elif key == "running":
                 state.running = True
             elif key == "enabled":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import apk, dnf, pacman, zypper
 
 from postfix_nullclient.distro import Family
+from postfix_nullclient.mail_systems import Replacement
 from postfix_nullclient.settings import Settings
 
 # "No configuration": the installer writes no main.cf and asks nothing; the deploy writes its own.
@@ -46,16 +47,24 @@ def install_command(package_manager: str, missing: list[str]) -> Iterator[str | 
 
 
 @operation()
-def install(wanted: list[str], installed: set[str], package_manager: str) -> Iterator[str | StringCommand]:
+def install(
+    wanted: list[str], installed: set[str], package_manager: str, replacing: Replacement | None = None
+) -> Iterator[str | StringCommand]:
     """
     Install the packages of ``wanted`` that are not in ``installed``, in one command, or nothing.
 
     + wanted: the packages the null client needs (see ``wanted_packages``)
     + installed: the packages the host has, from the deploy's NullClientHost fact
     + package_manager: apt, dnf, pacman, apk or zypper
+    + replacing: the other mail systems the install removes (``mail_systems.replacement``): each is
+      named in the output with what becomes of its queued mail (``postfix.hold_mail`` took it out
+      of the queues the deploy can read before this)
     """
     missing = [name for name in wanted if name not in installed]
     if not missing:
         host.noop(f"{', '.join(wanted)} are already installed")
         return
+    if replacing:
+        for line in replacing.report:
+            host.log(line, logger.warning)
     yield from install_command(package_manager, missing)

@@ -170,7 +170,7 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert sorted(files) == ["main.cf", "sasl_passwd", "sender_canonical", "virtual_alias"]
     assert files["sasl_passwd"] == f"[mail.example.net]:587 torres@example.net:{AWKWARD_PASSWORD}\n"
     assert "stage_file sasl_passwd 0600 " in apply_stdin
-    assert apply_stdin.rstrip().endswith("apply restart sasl_passwd")
+    assert apply_stdin.startswith("{\n") and apply_stdin.rstrip().endswith("apply restart sasl_passwd\n}")
     # The password goes to the host inside stdin only: never on a command line, never in the output.
     assert not any(AWKWARD_PASSWORD in line for line in command_lines)
     assert AWKWARD_PASSWORD not in run.output
