@@ -10,12 +10,28 @@ set -eu
 umask 077
 conf=/etc/postfix
 originals=/var/lib/postfix-nullclient/original
+
+# Interrupted deploys. pyinfra killed or the connection cut must not stop this script half-way: it
+# reads all of its stdin before it runs (the deploy wraps it in { }), then ignores the hang-up and
+# the closed pipe and runs to its end, writing to a gone connection in vain. A staging directory
+# that a run killed on the host left behind (it holds a password) goes at the next run. A run killed
+# between moving files in and postfix's reload leaves $pending behind: the deploy's fact sees it and
+# applies and restarts again. ($pending is set by the deploy's generated lines.)
+outlive_the_connection() {
+  trap '' HUP PIPE
+  trap 'exit 1' INT TERM
+  for left in "$conf"/.nullclient.*; do
+    if [ -d "$left" ]; then rm -rf "$left"; fi
+  done
+}
+outlive_the_connection
+
 stage=$(mktemp -d "$conf/.nullclient.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/new" "$stage/old"
 staged=""
 
-say() { echo "postfix-nullclient: $*" >&2; }
+say() { echo "postfix-nullclient: $*" >&2 || true; }
 
 # Every Postfix tool re-reads a main.cf changed less than a second ago until it settles: 2 s at the
 # first command after the change. A staged file is whole before it moves into place, so it is dated
@@ -65,6 +81,7 @@ restore_previous() {  # MAP...
     if [ -e "$stage/old/$name" ]; then mv -f "$stage/old/$name" "$conf/$name"; else rm -f "$conf/$name"; fi
   done
   make_maps "$@" || say "could not rebuild the maps of the previous configuration"
+  rm -f "$pending"  # interrupted deploys: the previous configuration is whole again
 }
 
 postfix_check() {
@@ -101,6 +118,7 @@ apply() {  # reload|restart MAP...
   was_running=no
   # Without a main.cf every Postfix tool fails, and only after a second's pause: do not ask.
   [ -e "$conf/main.cf" ] && postfix status >/dev/null 2>&1 && was_running=yes
+  mkdir -p "${pending%/*}" && : > "$pending"  # interrupted deploys: from here until the reload
   install_staged
   if ! make_maps "$@"; then
     restore_previous "$@"
@@ -113,7 +131,7 @@ apply() {  # reload|restart MAP...
     echo "$check_output" >&2
     exit 1
   fi
-  [ -n "$check_output" ] && echo "$check_output" >&2
+  if [ -n "$check_output" ]; then say "$check_output"; fi
   if ! ca_problem=$(check_ca_file); then
     restore_previous "$@"
     say "$ca_problem; the previous configuration was restored and stays live"
@@ -132,5 +150,6 @@ apply() {  # reload|restart MAP...
   fi
   # The package install may have enabled it since the deploy looked; enabling costs seconds.
   $enabled_test || $enable_command
-  if [ -n "$staged" ]; then echo "postfix-nullclient: installed$staged; postfix ${action}ed"; fi
+  rm -f "$pending"  # interrupted deploys: the new configuration is whole and live
+  if [ -n "$staged" ]; then echo "postfix-nullclient: installed$staged; postfix ${action}ed" || true; fi
 }
