@@ -13,7 +13,7 @@ reload, or not at all (postfix.py, apply_config.sh).
 
 from __future__ import annotations
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
@@ -25,6 +25,12 @@ from postfix_nullclient.settings import Refusal, settings_for
 from postfix_nullclient.summary import record_of, refuse
 
 __all__ = ["DEFAULTS", "deploy_null_client"]
+
+SUDO_PASSWORD_EXPOSED = (
+    "the sudo password travels on the remote command line of every command (pyinfra's "
+    "PYINFRA_SUDO_PASSWORD=...), where any local user's ps can read it for a moment; give the deploy "
+    "account passwordless sudo instead (README: Deploying as your own user)"
+)
 
 
 @deploy("Postfix null client", data_defaults=DEFAULTS)
@@ -44,6 +50,9 @@ def deploy_null_client() -> OperationMeta:
         found, family = look_at(host, settings.mail_package)
     except UnsupportedHost as error:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "))
+
+    if _uses_sudo_password():
+        host.log(SUDO_PASSWORD_EXPOSED, logger.warning)
 
     wanted = packages.wanted_packages(settings, family)
     missing = [name for name in wanted if name not in found.packages]
@@ -91,3 +100,12 @@ def deploy_null_client() -> OperationMeta:
 def _refuse(record, reason: str) -> OperationMeta:
     record.refused[host.name] = reason
     return refuse(name="Refuse the host: its settings or keyring entry are not right", reason=reason)
+
+
+def _uses_sudo_password() -> bool:
+    """pyinfra sends a sudo password to this host: from host data, --data, or asked at the prompt."""
+    return bool(
+        host.data.get("_sudo_password")
+        or state.config.SUDO_PASSWORD
+        or host.connector_data.get("prompted_sudo_password")
+    )
