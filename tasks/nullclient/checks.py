@@ -33,7 +33,8 @@ if [ -n "$relayhost" ] && command -v posttls-finger >/dev/null; then
   ca=$(postconf -h smtp_tls_CAfile 2>/dev/null || true)
   wrapper=""
   [ "$(postconf -h smtp_tls_wrappermode 2>/dev/null)" = yes ] && wrapper=-w
-  timeout 40 posttls-finger $wrapper -l secure ${ca:+-F "$ca"} -t 15 "$relayhost" 2>&1 \
+  # -t: connect, -T: each reply; a relay that accepts and never answers ends after 15 s.
+  timeout 40 posttls-finger $wrapper -l secure ${ca:+-F "$ca"} -t 15 -T 15 "$relayhost" 2>&1 \
     | grep -v -i dnssec | sed 's/^/finger /'
 fi
 for dir in /usr/lib/sasl2 /usr/lib64/sasl2 /usr/lib/*/sasl2; do ls "$dir" 2>/dev/null; done \
@@ -254,8 +255,10 @@ def relay_findings(finger: list[str]) -> tuple[bool, bool, list[str], str]:
         ),
         finger[-1] if finger else "posttls-finger printed nothing",
     )
+    silent = next((line for line in finger if re.search(r"timed out|timeout", line, re.I)), "")
     if connected and not tls_started and not any("STARTTLS" in line for line in finger):
-        problem = "it does not offer STARTTLS, and TLS is required"
+        # A relay that never answers (a black hole) offers nothing either: say which it is.
+        problem = silent or "it does not offer STARTTLS, and TLS is required"
     return connected, bool(verified_line), mechanisms, verified_line or problem
 
 
@@ -268,6 +271,8 @@ def check_relay(settings: Settings, health: Health) -> Check:
     line = line.removeprefix("posttls-finger: ")
     if not connected:
         return Check("relay", False, f"{health.relayhost} is not reachable: {line}")
+    if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
+        return Check("relay", False, f"{health.relayhost}: connected, but it never answered: {line}")
     if not verified:
         return Check("relay", False, f"{health.relayhost}: no TLS with a verified certificate: {line}")
     ours = client_mechanisms(health.sasl_modules)
