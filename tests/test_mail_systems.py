@@ -57,3 +57,12 @@ def test_an_interrupted_apply_is_applied_again_with_a_restart():
     found.interrupted = True
     todo = plan(files, found)
     assert todo.needed and todo.action == "restart"
+
+
+def test_at_local_takes_the_login_from_this_machines_name():
+    import socket
+
+    from postfix_nullclient.settings import short_name
+
+    assert short_name("@local") == socket.gethostname().split(".")[0]
+    assert short_name("@fake/torres") == "torres" and short_name("torres.example.net") == "torres"
