@@ -12,6 +12,7 @@ SSH deploy from this machine finds nothing to change either: the same configurat
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,6 +23,7 @@ from lab import hosts, smarthost
 from lab.config import FORWARD_TO, STATE_DIR
 from tests.conftest import PROJECT
 from tests.e2e.conftest import Workstation, deploy
+from tests.e2e.test_package import wheel as package_wheel  # noqa: F401  (a fixture: built from a copy)
 
 WHEELS = "/root/wheels"
 VENV = "/opt/postfix-nullclient"
@@ -30,13 +32,16 @@ KEYRING_UNLOCK = "rw-login-password"  # the desktop login's password, which unlo
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> Path:
+def wheels(package_wheel: Path, tmp_path_factory) -> Path:  # noqa: F811  (the fixture imported above)
     """The project's wheel and every dependency's, for the lab host's Python (3.11, like this one)."""
     directory = tmp_path_factory.mktemp("wheels")
-    pip = [str(PROJECT / ".venv" / "bin" / "pip"), "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(directory), str(PROJECT)], check=True, timeout=300)
-    [wheel] = directory.glob("postfix_nullclient-*.whl")
-    subprocess.run([*pip, "download", "-d", str(directory), "--only-binary=:all:", str(wheel)], check=True, timeout=300)
+    shutil.copy2(package_wheel, directory)
+    subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "pip"), "download", "-q", "-d", str(directory), "--only-binary=:all:",
+         str(package_wheel)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
     return directory
 
 
