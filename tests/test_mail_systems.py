@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
+from postfix_nullclient.distro import FAMILIES
 from postfix_nullclient.facts import HostState
 from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script, replacement
+from postfix_nullclient.nullclient.remove_plan import remove_script
 from postfix_nullclient.postfix import Plan, apply_script, foreign_configuration, plan
 from postfix_nullclient.render import ManagedFile
 
@@ -36,6 +38,7 @@ def test_a_main_cf_the_deploy_did_not_write_is_named():
 
 def test_the_scripts_pass_shellcheck_and_the_apply_runs_only_once_whole(tmp_path):
     scripts = {"held_all": held_mail_script("hold", "hold_postfix", "requeue_postfix", "send")}
+    scripts["remove"] = remove_script("stop", FAMILIES[0], ["main.cf"])  # it keeps unsent held mail
     scripts["apply"] = apply_script(
         Plan([ManagedFile("main.cf", "x")], ["sasl_passwd"], "reload", False, True), "systemd"
     )

@@ -11,6 +11,20 @@ originals=/var/lib/postfix-nullclient/original
 
 say() { echo "postfix-nullclient: $*"; }
 
+# The deploy's record goes, but not mail it held from a replaced mail system and has not sent
+# yet (templates/held_mail.sh.j2): that stays, and is named.
+forget_the_record() {
+  held=/var/lib/postfix-nullclient/held
+  count=0
+  for file in "$held"/*; do [ -f "$file" ] && count=$((count + 1)); done
+  if [ "$count" -eq 0 ]; then
+    rm -rf /var/lib/postfix-nullclient
+    return 0
+  fi
+  rm -rf "$originals" /var/lib/postfix-nullclient/applying
+  say "warning: $count message(s) held from the mail system the deploy replaced were never sent; they stay in $held"
+}
+
 remove_null_client() {
   queued=$(postqueue -j 2>/dev/null | wc -l || echo 0)
   [ "$queued" -gt 0 ] && say "warning: $queued message(s) were still in the queue; they stay in /var/spool/postfix"
@@ -39,7 +53,7 @@ remove_null_client() {
   if [ -e "$conf/sasl_passwd" ] && command -v postmap >/dev/null; then
     (umask 077; postmap "$conf/sasl_passwd") || say "warning: could not rebuild the restored sasl_passwd database"
   fi
-  rm -rf /var/lib/postfix-nullclient
+  forget_the_record
   if [ "$mode" = purge ]; then
     say "postfix purged; password map deleted; restored:${restored:- nothing recorded}"
   else
