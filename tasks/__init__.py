@@ -29,7 +29,8 @@ __all__ = ["DEFAULTS", "deploy_null_client"]
 SUDO_PASSWORD_EXPOSED = (
     "the sudo password travels on the remote command line of every command (pyinfra's "
     "PYINFRA_SUDO_PASSWORD=...), where any local user's ps can read it for a moment; give the deploy "
-    "account passwordless sudo instead (README: Deploying as your own user)"
+    "account passwordless sudo instead, once, on the host: echo '{user} ALL=(root) NOPASSWD: ALL' | "
+    "sudo tee /etc/sudoers.d/postfix-nullclient-deploy (README: Deploying as your own user)"
 )
 
 
@@ -52,7 +53,8 @@ def deploy_null_client() -> OperationMeta:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "))
 
     if _uses_sudo_password():
-        host.log(SUDO_PASSWORD_EXPOSED, logger.warning)
+        user = host.data.get("ssh_user") or "YOUR-ACCOUNT"
+        host.log(SUDO_PASSWORD_EXPOSED.format(user=user), logger.warning)
 
     wanted = packages.wanted_packages(settings, family)
     missing = [name for name in wanted if name not in found.packages]

@@ -185,4 +185,5 @@ def test_a_sudo_password_is_on_the_remote_command_line_and_the_deploy_says_so(ma
     assert all("PYINFRA_SUDO_PASSWORD=<rwsudo>" in entry for entry in exposed), exposed
     assert any(entry.startswith("/bin/sh /usr/local/bin/rw-slow-shell -c env ") for entry in exposed), exposed
     assert "the sudo password travels on the remote command line" in output, output
+    assert "echo 'deployer ALL=(root) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/postfix-nullclient-deploy" in output
     assert_is_a_null_client(rw9)
