@@ -15,11 +15,11 @@ is declared once, in model.py.
 
 from __future__ import annotations
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
-from postfix_nullclient import alerts, packages, postfix
+from postfix_nullclient import alerts, mail_systems, packages, postfix
 from postfix_nullclient.defaults import DEFAULTS
 from postfix_nullclient.distro import UnsupportedHost, look_at
 from postfix_nullclient.render import render_files
@@ -27,6 +27,13 @@ from postfix_nullclient.settings import Refusal, settings_for
 from postfix_nullclient.summary import record_of, refuse
 
 __all__ = ["DEFAULTS", "deploy_null_client"]
+
+SUDO_PASSWORD_EXPOSED = (
+    "the sudo password travels on the remote command line of every command (pyinfra's "
+    "PYINFRA_SUDO_PASSWORD=...), where any local user's ps can read it for a moment; give the deploy "
+    "account passwordless sudo instead, once, on the host: echo '{user} ALL=(root) NOPASSWD: ALL' | "
+    "sudo tee /etc/sudoers.d/postfix-nullclient-deploy (README: Deploying as your own user)"
+)
 
 
 @deploy("Postfix null client", data_defaults=DEFAULTS)
@@ -47,13 +54,28 @@ def deploy_null_client() -> OperationMeta:
     except UnsupportedHost as error:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "))
 
+    if _uses_sudo_password():
+        user = host.data.get("ssh_user") or "YOUR-ACCOUNT"
+        host.log(SUDO_PASSWORD_EXPOSED.format(user=user), logger.warning)
+
     wanted = packages.wanted_packages(settings, family)
     missing = [name for name in wanted if name not in found.packages]
+    replacing = mail_systems.replacement(found.packages, found.queued)
+    # Mail queued before the switch: kept from leaving the old way, sent the new way after it.
+    hold_postfix = postfix.foreign_configuration(found) is not None and found.queued.get("postfix", 0) > 0
+    if replacing.hold or hold_postfix:  # an operation only then: a configured host's run stays at two
+        hold = postfix.hold_mail(
+            name="Hold the mail queued before the switch", other_systems=replacing.hold, postfix_queue=hold_postfix
+        )
+        record.add_operation(host.name, "Hold queued mail", hold)
+
+    replaced = "; replace " + ", ".join(system.name for system in replacing.systems) if replacing.systems else ""
     install = packages.install(
-        name=f"Install {', '.join(missing)}" if missing else "Install the null client's packages",
+        name=f"Install {', '.join(missing)}{replaced}" if missing else "Install the null client's packages",
         wanted=wanted,
         installed=found.packages,
         package_manager=family.package_manager,
+        replacing=replacing,
     )
     record.add_operation(host.name, "Install packages", install)
 
@@ -63,6 +85,15 @@ def deploy_null_client() -> OperationMeta:
     postfix.show_diff(todo, found)
     configure = postfix.configure(name=postfix.describe(todo), files=files, found=found, init=init)
     record.add_operation(host.name, "Apply null-client configuration", configure)
+
+    held = found.queued.get("held", 0)
+    if replacing.hold:
+        held += sum(found.queued.get(system.name, 0) for system in replacing.systems if system.holdable)
+    if held or hold_postfix:
+        send = postfix.send_held_mail(
+            name="Send the mail queued before the switch through the relay", held=held, postfix_queue=hold_postfix
+        )
+        record.add_operation(host.name, "Send held mail", send)
 
     watchdog = alerts.watchdog(
         name="Install the queue watchdog", files=alerts.watchdog_files(settings, init), found=found, init=init
@@ -78,3 +109,12 @@ def deploy_null_client() -> OperationMeta:
 def _refuse(record, reason: str) -> OperationMeta:
     record.refused[host.name] = reason
     return refuse(name="Refuse the host: its settings or keyring entry are not right", reason=reason)
+
+
+def _uses_sudo_password() -> bool:
+    """pyinfra sends a sudo password to this host: from host data, --data, or asked at the prompt."""
+    return bool(
+        host.data.get("_sudo_password")
+        or state.config.SUDO_PASSWORD
+        or host.connector_data.get("prompted_sudo_password")
+    )

@@ -13,6 +13,8 @@ from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient import alerts
 from postfix_nullclient.facts import HostState, NullClientHost
+from postfix_nullclient.mail_systems import HELD_DIR, MAIL_SYSTEMS
+from postfix_nullclient.mail_systems import PACKAGES as OTHER_MAIL_PACKAGES
 from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family
 
 
@@ -43,9 +45,16 @@ def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
     (the managed files under /etc/postfix are the model's LAYOUT)."""
     return {
         # unattended-upgrades: only whether it is there; it is never installed for the alerts.
-        "packages": sorted({*ALL_PACKAGES, mail_package or ALL_PACKAGES[0], alerts.UPGRADES_PACKAGE}),
+        # Other mail systems: which are installed, and how much mail their queues hold.
+        "packages": sorted(
+            {*ALL_PACKAGES, *OTHER_MAIL_PACKAGES, mail_package or ALL_PACKAGES[0], alerts.UPGRADES_PACKAGE}
+        ),
         "alert_files": list(alerts.ALERT_FILES),
         "timer_link": alerts.TIMER_LINK,
+        "queues": {
+            **{system.name: list(system.queue_files) for system in MAIL_SYSTEMS if system.queue_files},
+            "held": [f"{HELD_DIR}/*"],
+        },
     }
 
 

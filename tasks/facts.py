@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
+from postfix_nullclient.model import APPLYING_MARK
 from postfix_nullclient.render import render_script
 
 
@@ -31,6 +32,8 @@ class HostState:
     packages: set[str] = field(default_factory=set)
     init: str | None = None
     running: bool = False  # postfix's master process runs
+    interrupted: bool = False  # an apply was killed half-way: apply and restart again
+    queued: dict[str, int] = field(default_factory=dict)  # mail system (or "held") -> messages queued
     enabled: bool = False  # started at boot
     watchdog_enabled: bool = False  # the watchdog's systemd timer is enabled
 
@@ -39,11 +42,25 @@ class NullClientHost(FactBase[HostState]):
     """Files, maps, packages and service state of the Postfix null client on a host.
 
     The managed files are the model's LAYOUT; `packages` are the ones to look for, `alert_files` the
-    alert sources' and watchdog's files to hash, `timer_link` the watchdog timer's enable link.
+    alert sources' and watchdog's files to hash, `timer_link` the watchdog timer's enable link,
+    `queues` per other mail system the shell globs that match one file per queued message.
     """
 
-    def command(self, packages: list[str], alert_files: list[str] = (), timer_link: str = "/nonexistent") -> str:
-        return render_script("fact", packages=packages, alert_files=list(alert_files), timer_link=timer_link)
+    def command(
+        self,
+        packages: list[str],
+        alert_files: list[str] = (),
+        timer_link: str = "/nonexistent",
+        queues: dict[str, list[str]] | None = None,
+    ) -> str:
+        return render_script(
+            "fact",
+            packages=packages,
+            alert_files=list(alert_files),
+            timer_link=timer_link,
+            queues=queues or {},
+            applying_mark=APPLYING_MARK,
+        )
 
     @staticmethod
     def default() -> HostState:
@@ -82,6 +99,11 @@ class NullClientHost(FactBase[HostState]):
                     state.packages.add(name.strip())
             elif key == "init":
                 state.init = value
+            elif key == "queued":
+                name, _, count = value.partition(" ")
+                state.queued[name] = int(count)
+            elif key == "interrupted":
+                state.interrupted = True
             elif key == "running":
                 state.running = True
             elif key == "enabled":

@@ -17,6 +17,9 @@ CONFIG_DIR = "/etc/postfix"
 # What the first deploy found, kept root-only so that `nullclient remove` can put it back.
 STATE_DIR = "/var/lib/postfix-nullclient"
 ORIGINALS_DIR = f"{STATE_DIR}/original"
+# Exists while an apply runs between moving files in and postfix's reload: left behind, it means the
+# run was killed there, and the next deploy applies and restarts again (the apply script).
+APPLYING_MARK = f"{STATE_DIR}/applying"
 # The apply command stages new files in CONFIG_DIR/<prefix>XXXXXX (same file system: mv is atomic).
 STAGING_PREFIX = ".nullclient."
 # A secret map and its database: owner, group and mode, as `stat -c %U:%G:%a` prints them.
@@ -200,6 +203,7 @@ def script_context() -> dict[str, object]:
         "conf": CONFIG_DIR,
         "state_dir": STATE_DIR,
         "originals": ORIGINALS_DIR,
+        "applying_mark": APPLYING_MARK,
         "staging_prefix": STAGING_PREFIX,
         "secret_owner": f"{SECRET_OWNER}:{SECRET_GROUP}",
         "secret_mode": f"0{SECRET_MODE}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
+from postfix_nullclient.mail_systems import Replacement
 from postfix_nullclient.model import PACKAGE_MANAGERS, Family
 from postfix_nullclient.settings import Settings
 
@@ -18,17 +19,25 @@ def wanted_packages(settings: Settings, family: Family) -> list[str]:
 
 
 @operation()
-def install(wanted: list[str], installed: set[str], package_manager: str) -> Iterator[str | StringCommand]:
+def install(
+    wanted: list[str], installed: set[str], package_manager: str, replacing: Replacement | None = None
+) -> Iterator[str | StringCommand]:
     """
     Install the packages of ``wanted`` that are not in ``installed``, in one command, or nothing.
 
     + wanted: the packages the null client needs (see ``wanted_packages``)
     + installed: the packages the host has, from the deploy's NullClientHost fact
     + package_manager: a key of model.PACKAGE_MANAGERS: apt, dnf, pacman, apk or zypper
+    + replacing: the other mail systems the install removes (``mail_systems.replacement``): each is
+      named in the output with what becomes of its queued mail (``postfix.hold_mail`` took it out
+      of the queues the deploy can read before this)
     """
     missing = [name for name in wanted if name not in installed]
     if not missing:
         host.noop(f"{', '.join(wanted)} are already installed")
         return
+    if replacing:
+        for line in replacing.report:
+            host.log(line, logger.warning)
     packager = PACKAGE_MANAGERS[package_manager]
     yield StringCommand(packager.install, *(shlex.quote(name) for name in missing), _stdin=packager.install_stdin)

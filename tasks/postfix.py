@@ -15,8 +15,11 @@ from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
 from postfix_nullclient.facts import HostState
-from postfix_nullclient.model import INIT_SYSTEMS, RESTART_SETTINGS, SECRET_STAT, ManagedFile
+from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script
+from postfix_nullclient.model import INIT_SYSTEMS, ORIGINALS_DIR, RESTART_SETTINGS, SECRET_STAT, ManagedFile
 from postfix_nullclient.render import render_script
+
+OWN_MARK = "Written by postfix-nullclient"  # in the first lines of the main.cf the deploy writes
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,11 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
 
     new_main_cf = next((f.content for f in files if f.name == "main.cf"), None)
     old, new = main_cf_values(found.contents.get("main.cf")), main_cf_values(new_main_cf)
-    needs_restart = not found.running or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
+    needs_restart = (
+        found.interrupted or not found.running or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
+    )
     action = "restart" if needs_restart else "reload"
-    needed = bool(changed or maps_to_build or not found.running or not found.enabled)
+    needed = bool(changed or maps_to_build or found.interrupted or not found.running or not found.enabled)
     return Plan(changed, maps_to_build, action, not found.enabled, needed)
 
 
@@ -65,7 +70,8 @@ def apply_script(plan: Plan, init: str) -> str:
     """The complete stdin of the apply command, for a host whose service manager is `init`.
 
     Enabling an enabled service costs systemctl seconds: the script does it only where the fact
-    found postfix not enabled.
+    found postfix not enabled. All of it inside { }: the shell runs nothing before it has read the
+    closing brace, so a connection cut while the stdin travels runs nothing rather than a part of it.
     """
     return render_script(
         "apply_config",
@@ -75,6 +81,21 @@ def apply_script(plan: Plan, init: str) -> str:
         init=INIT_SYSTEMS[init],
         enable=plan.enable,
     )
+
+
+def foreign_configuration(found: HostState) -> str | None:
+    """What the deploy says when it replaces a main.cf it did not write (e.g. Debian's "Internet Site")."""
+    content = found.contents.get("main.cf")
+    if content is None or OWN_MARK in content:
+        return None
+    values = main_cf_values(content)
+    shown = ", ".join(f"{key} = {values.get(key, '(default)')}" for key in ("inet_interfaces", "mydestination"))
+    line = (
+        f"replacing this host's own Postfix configuration ({shown}): postfix will listen on loopback only "
+        f"and deliver nothing locally; its main.cf is kept in {ORIGINALS_DIR}/main.cf"
+    )
+    queued = found.queued.get("postfix", 0)
+    return line + (f"; the {queued} message(s) in postfix's queue leave through the relay" if queued else "")
 
 
 def show_diff(plan: Plan, found: HostState) -> None:
@@ -127,5 +148,49 @@ def configure(files: list[ManagedFile], found: HostState, init: str) -> Iterator
     if not todo.needed:
         host.noop("the null-client configuration is already in place and postfix runs")
         return
+    replaced = foreign_configuration(found)
+    if replaced and any(f.name == "main.cf" for f in todo.changed):
+        host.log(replaced, logger.warning)
     # A file-like stdin: pyinfra reads its lines, and its repr shows nothing of them.
     yield StringCommand("sh -s", _stdin=io.StringIO(apply_script(todo, init)))
+
+
+@operation()
+def hold_mail(other_systems: bool, postfix_queue: bool) -> Iterator[StringCommand]:
+    """
+    Before the switch, keep queued mail from leaving the way it would have: or nothing.
+
+    + other_systems: take the mail queued by the mail systems postfix's install removes into
+      ``mail_systems.HELD_DIR`` (exim4, nullmailer)
+    + postfix_queue: put the mail in a Postfix queue that the deploy reconfigures on hold, until
+      ``send_held_mail`` re-queues it through the new configuration
+
+    The command is templates/scripts/held_mail.sh.j2 ("hold", "hold_postfix").
+    """
+    steps = [step for step, wanted in (("hold", other_systems), ("hold_postfix", postfix_queue)) if wanted]
+    if not steps:
+        host.noop("no queued mail to hold")
+        return
+    yield StringCommand("sh -s", _stdin=io.StringIO(held_mail_script(*steps)))
+
+
+@operation()
+def send_held_mail(held: int, postfix_queue: bool) -> Iterator[StringCommand]:
+    """
+    Send what ``hold_mail`` held, through the new configuration and the relay: or nothing.
+
+    + held: messages in the held directory, or taken there by this deploy (``mail_systems.HELD_DIR``)
+    + postfix_queue: re-queue the mail that a reconfigured Postfix held, so that it is rewritten as
+      new mail is (sender, local recipients)
+
+    The command is templates/scripts/held_mail.sh.j2 ("requeue_postfix", "send"): a message leaves the held
+    directory only once postfix has queued it; one that postfix does not take fails the operation
+    and stays there.
+    """
+    if not held and not postfix_queue:
+        host.noop("no mail of a replaced mail system waits")
+        return
+    if held:
+        host.log(f"{held} held message(s) in {HELD_DIR} go to postfix and out through the relay", logger.info)
+    steps = ["requeue_postfix", "send"] if postfix_queue else ["send"]
+    yield StringCommand("sh -s", _stdin=io.StringIO(held_mail_script(*steps)))

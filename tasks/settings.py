@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,7 +69,9 @@ class Settings:
 
 
 def short_name(host_name: str) -> str:
-    """torres.example.net -> torres; @fake/torres -> torres."""
+    """torres.example.net -> torres; @fake/torres -> torres; @local -> this machine's own name."""
+    if host_name == "@local":  # `pyinfra @local deploy.py`, run on the workstation itself
+        host_name = socket.gethostname()
     return host_name.rsplit("/", 1)[-1].split(".", 1)[0]
 
 

@@ -176,7 +176,8 @@ def test_first_deploy_installs_without_prompt_and_applies_everything_in_one_comm
     assert sorted(files) == ["main.cf", "sasl_passwd", "sender_canonical", "virtual_alias"]
     assert files["sasl_passwd"] == f"[mail.example.net]:587 torres@example.net:{AWKWARD_PASSWORD}\n"
     assert "stage_file sasl_passwd 0600 " in apply_stdin
-    assert apply_stdin.rstrip().endswith("apply restart sasl_passwd")
+    # All of it inside { }: sh runs nothing before it has read the closing brace.
+    assert "\n{\nset -eu\n" in apply_stdin and apply_stdin.endswith("\napply restart sasl_passwd\n}\n")
     # The password goes to the host inside stdin only: never on a command line, never in the output.
     assert not any(AWKWARD_PASSWORD in line for line in command_lines)
     assert AWKWARD_PASSWORD not in run.output

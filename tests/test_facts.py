@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from postfix_nullclient.facts import NullClientHost
-from postfix_nullclient.model import CONFIG_DIR
+from postfix_nullclient.model import APPLYING_MARK, CONFIG_DIR
 
 MAIN_CF = "# a comment\nrelayhost = [mail.example.net]:587\n\twith a tab, ünïcode and a trailing newline\n"
 
@@ -141,3 +141,30 @@ def test_not_running_when_the_pid_file_is_missing_stale_or_names_another_process
     _, found = look(tmp_path, ["dpkg"], path)
 
     assert not found.running
+
+
+def test_queued_mail_of_other_systems_and_an_interrupted_apply(tmp_path):
+    spool = tmp_path / "input"
+    spool.mkdir()
+    for name in ("1a-H", "1a-D", "2b-H"):
+        (spool / name).write_text("x")
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "nullmailer-1").write_text("x")
+    pending = tmp_path / "applying"
+    command = NullClientHost().command(
+        packages=["dpkg"],
+        queues={"exim4": [f"{spool}/*-H", f"{spool}/*/*-H"], "held": [f"{held}/*"], "dma": [f"{tmp_path}/none/Q*"]},
+    )
+    assert f"[ -e {APPLYING_MARK} ]" in command
+    command = command.replace(f"[ -e {APPLYING_MARK} ]", f"[ -e {pending} ]")
+    found = NullClientHost().process(
+        subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines()
+    )
+    assert found.queued == {"exim4": 2, "held": 1}  # an empty queue is not reported
+    assert not found.interrupted
+    pending.write_text("")
+    found = NullClientHost().process(
+        subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines()
+    )
+    assert found.interrupted

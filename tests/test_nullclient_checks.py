@@ -70,6 +70,20 @@ def test_relay_without_starttls_fails_saying_so():
     assert check.detail.endswith("no TLS with a verified certificate: it does not offer STARTTLS, and TLS is required")
 
 
+def test_a_relay_that_accepts_and_never_answers_fails_saying_so():
+    # posttls-finger -t 15 -T 15 against a listener that accepts and stays silent (a lab host printed it).
+    finger = [
+        "posttls-finger: Connected to 127.0.0.1[127.0.0.1]:587",
+        "posttls-finger: timeout while reading server greeting",
+    ]
+    check = check_relay(host_settings("torres", "pw"), health(finger=finger))
+    assert not check.ok
+    assert (
+        check.detail
+        == "[mail.example.net]:587: connected, but it never answered: timeout while reading server greeting"
+    )
+
+
 def test_unreachable_relay_fails_with_the_reason():
     finger = ["posttls-finger: Failed to establish session to [mail.example.net]:587: Connection refused"]
     check = check_relay(host_settings("torres", "pw"), health(finger=finger))

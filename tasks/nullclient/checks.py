@@ -202,8 +202,10 @@ def relay_findings(finger: list[str]) -> tuple[bool, bool, list[str], str]:
         ),
         finger[-1] if finger else "posttls-finger printed nothing",
     )
+    silent = next((line for line in finger if re.search(r"timed out|timeout", line, re.I)), "")
     if connected and not tls_started and not any("STARTTLS" in line for line in finger):
-        problem = "it does not offer STARTTLS, and TLS is required"
+        # A relay that never answers (a black hole) offers nothing either: say which it is.
+        problem = silent or "it does not offer STARTTLS, and TLS is required"
     return connected, bool(verified_line), mechanisms, verified_line or problem
 
 
@@ -216,6 +218,8 @@ def check_relay(settings: Settings, health: Health) -> Check:
     line = line.removeprefix("posttls-finger: ")
     if not connected:
         return Check("relay", False, f"{health.relayhost} is not reachable: {line}")
+    if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
+        return Check("relay", False, f"{health.relayhost}: connected, but it never answered: {line}")
     if not verified:
         return Check("relay", False, f"{health.relayhost}: no TLS with a verified certificate: {line}")
     ours = client_mechanisms(health.sasl_modules)

@@ -29,8 +29,14 @@ class QueueStatus:
 class NullClientStatus(NullClientHost):
     """The NullClientHost fact, plus the queue and the watchdog's state: one command."""
 
-    def command(self, packages: list[str], alert_files: list[str] = (), timer_link: str = "/nonexistent") -> str:
-        found = super().command(packages, alert_files, timer_link)
+    def command(
+        self,
+        packages: list[str],
+        alert_files: list[str] = (),
+        timer_link: str = "/nonexistent",
+        queues: dict[str, list[str]] | None = None,
+    ) -> str:
+        found = super().command(packages, alert_files, timer_link, queues)
         return found + render_script("status", state_dir=alerts.WATCHDOG_STATE)
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 
 from postfix_nullclient import alerts
+from postfix_nullclient.mail_systems import HELD_DIR
 from postfix_nullclient.model import Family
 from postfix_nullclient.render import render_script
 
@@ -23,4 +24,5 @@ def remove_script(mode: str, family: Family) -> str:
         watchdog_timer=alerts.TIMER_NAME,
         watchdog_motd=alerts.MOTD,
         watchdog_dir=posixpath.dirname(alerts.WATCHDOG),
+        held_dir=HELD_DIR,
     )

@@ -12,7 +12,7 @@ import pytest
 
 from lab import smarthost
 from lab.config import FORWARD_TO, STATE_DIR
-from tests.e2e.conftest import deploy
+from tests.e2e.conftest import NO_CHANGE_OPERATIONS, deploy
 
 AWKWARD_PASSWORD = "Aw kward#:@$%pass 'word\""
 
@@ -109,7 +109,7 @@ def test_second_deploy_changes_nothing_says_so_per_host_and_does_not_touch_postf
     operations = ("Install the null client's packages", "Apply null-client configuration", "Install the queue watchdog")
     for workstation in workstations:
         # Every operation says it for every host: the install, the configuration, the alerts.
-        assert run.output.count(f"[{workstation.fqdn}] No changes") == 4, run.output
+        assert run.output.count(f"[{workstation.fqdn}] No changes") == NO_CHANGE_OPERATIONS, run.output
     results = run.output[run.output.index("--> Results:") :]
     hosts = len(workstations)
     for operation in operations:
