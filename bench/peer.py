@@ -10,6 +10,7 @@ only: never on a command line, never in the playbook's output (no_log).
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from bench import labkit
 from bench.runner import Timed, run_timed
 from lab import hosts
 from lab.config import FORWARD_TO
+from postfix_nullclient import alerts
 from postfix_nullclient.facts import NullClientHost
 from postfix_nullclient.model import FAMILIES
 from postfix_nullclient.render import render_files
@@ -66,7 +68,10 @@ def rendered_files(name: str, password: str) -> dict[str, tuple[str, str]]:
     if settings is None:
         raise RuntimeError(f"the peer's settings for {name}: {problems}")
     settings = replace(settings, password=HiddenValue(password))
-    return {f.name: (f.content, f.mode) for f in render_files(settings, found.fqdn, found.ipv6, _DEBIAN.ca_file)}
+    rendered = {f.name: (f.content, f.mode) for f in render_files(settings, found.fqdn, found.ipv6, _DEBIAN.ca_file)}
+    # The queue watchdog and its systemd units, by their file names (the playbook knows where they go).
+    rendered |= {posixpath.basename(f.path): (f.content, f.mode) for f in alerts.watchdog_files(settings, "systemd")}
+    return rendered
 
 
 class Peer:
