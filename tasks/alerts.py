@@ -22,12 +22,13 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from postfix_nullclient.facts import HostState
+from postfix_nullclient.model import STATE_DIR
 from postfix_nullclient.render import render_script, render_template
 from postfix_nullclient.settings import Settings
 
 TAG = "postfix-nullclient"  # the journal's identifier (syslog tag) of everything the watchdog says
 WATCHDOG = "/usr/local/lib/postfix-nullclient/watchdog"
-WATCHDOG_STATE = "/var/lib/postfix-nullclient/watchdog"  # last-run, last-said, problem, motd
+WATCHDOG_STATE = f"{STATE_DIR}/watchdog"  # last-run, last-said, problem, motd
 MOTD = "/run/motd.d/postfix-nullclient"  # pam_motd shows /run/motd.d at SSH and console logins (Debian)
 TIMER_NAME = "postfix-nullclient-watchdog.timer"
 SERVICE_UNIT = "/etc/systemd/system/postfix-nullclient-watchdog.service"

@@ -18,7 +18,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.operation import OperationMeta
 
-OWN_MESSAGE = "postfix-nullclient:"  # what the apply script says when it refuses or rolls back
+from postfix_nullclient.model import MESSAGE_TAG  # what the apply script says when it refuses or rolls back
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunRecord:
         for label, meta in self.operations.get(host_name, []):
             if meta.is_complete() and meta.did_error():
                 stderr = meta.stderr_lines
-                own = [line for line in stderr if line.startswith(OWN_MESSAGE)]
+                own = [line for line in stderr if line.startswith(MESSAGE_TAG)]
                 return f"{label} failed: {(own or stderr[-1:] or ['see its output above'])[-1]}"
         if host_name in self.operations:
             return "failed, see its output above"

@@ -29,6 +29,7 @@ class QueueStatus:
 class NullClientStatus(NullClientHost):
     """The NullClientHost fact, plus the queue and the watchdog's state: one command."""
 
+    # pyinfra passes a fact's arguments by the names in its signature: so spelled out, as NullClientHost's.
     def command(
         self,
         packages: list[str],

@@ -24,12 +24,13 @@ import pytest
 
 from lab import smarthost
 from lab.config import DOMAIN, FORWARD_TO, STATE_DIR
+from postfix_nullclient.model import APPLYING_MARK
 from tests.conftest import PROJECT, store_password
 from tests.e2e.conftest import NO_CHANGE_OPERATIONS, SERVICE, Workstation, deploy
 
 FILES = "main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db"
 FIRED = "/run/rw-hook.fired"
-PENDING = "/var/lib/postfix-nullclient/applying"
+PENDING = APPLYING_MARK
 # The first call of the wrapped program in an apply: `touch` stages a file (nothing moved yet),
 # `postmap` builds the map after the files moved in, `systemctl` reloads postfix.
 HOOK = """#!/bin/sh
