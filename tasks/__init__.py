@@ -20,10 +20,10 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from postfix_nullclient import alerts, mail_systems, packages, postfix
-from postfix_nullclient.defaults import DEFAULTS
 from postfix_nullclient.distro import UnsupportedHost, look_at
 from postfix_nullclient.render import render_files
 from postfix_nullclient.settings import Refusal, settings_for
+from postfix_nullclient.spec import DEFAULTS
 from postfix_nullclient.summary import record_of, refuse
 
 __all__ = ["DEFAULTS", "deploy_null_client"]
@@ -53,6 +53,8 @@ def deploy_null_client() -> OperationMeta:
         found, family = look_at(host, settings.mail_package)
     except UnsupportedHost as error:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "))
+    if problem := packages.mail_package_problem(settings, family):
+        return _refuse(record, problem)
 
     if _uses_sudo_password():
         user = host.data.get("ssh_user") or "YOUR-ACCOUNT"

@@ -25,8 +25,8 @@ from postfix_nullclient.facts import HostState
 from postfix_nullclient.model import STATE_DIR
 from postfix_nullclient.render import render_script, render_template
 from postfix_nullclient.settings import Settings
+from postfix_nullclient.spec import duration_text
 
-TAG = "postfix-nullclient"  # the journal's identifier (syslog tag) of everything the watchdog says
 WATCHDOG = "/usr/local/lib/postfix-nullclient/watchdog"
 WATCHDOG_STATE = f"{STATE_DIR}/watchdog"  # last-run, last-said, problem, motd
 MOTD = "/run/motd.d/postfix-nullclient"  # pam_motd shows /run/motd.d at SSH and console logins (Debian)
@@ -59,14 +59,6 @@ class HostFile:
         return base64.b64encode(self.content.encode()).decode()
 
 
-def duration_text(seconds: int) -> str:
-    """3600 -> "1h", 90 -> "90s", 5400 -> "90m": the shortest exact form."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def watchdog_files(settings: Settings, init: str) -> list[HostFile]:
     """The watchdog script and what runs it: a systemd service and timer, or crond's 15-minute directory."""
     script = render_script(
@@ -75,7 +67,6 @@ def watchdog_files(settings: Settings, init: str) -> list[HostFile]:
         threshold_text=duration_text(settings.watchdog_threshold),
         state_dir=WATCHDOG_STATE,
         motd_file=MOTD,
-        tag=TAG,
     )
     files = [HostFile(WATCHDOG, script, "0755")]
     if init == "systemd":

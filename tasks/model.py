@@ -1,9 +1,12 @@
 """The one declared model of a null-client host: Postfix's layout, the files the deploy owns, and
 each distribution family with its package manager and service manager.
 
-Everything that runs on a host is rendered from here (templates/scripts/*.sh.j2 through
-render.render_script): the fact, the apply and remove scripts, verify's checks and the benchmark's
-commands. A path, a suffix or a command is written once, here.
+Everything that runs on a host is rendered from templates/ with this model (render.render_script
+gives every script `script_context()`): the fact, the apply and remove scripts, verify's checks and
+the benchmark's commands. Each path, suffix, mode, tag or command of the host is written once: here,
+or beside its only user (the alert sources' files in alerts.py, the queues of other mail systems in
+mail_systems.py), which passes it to the templates. No template spells a host path of its own
+(tests/test_render.py checks it).
 """
 
 from __future__ import annotations
@@ -30,8 +33,13 @@ SECRET_STAT = f"{SECRET_OWNER}:{SECRET_GROUP}:{SECRET_MODE}"
 # `postmap` writes NAME.SUFFIX for the host's `postconf -h default_database_type`.
 DATABASE_SUFFIXES = {"hash": "db", "btree": "db", "lmdb": "lmdb", "cdb": "cdb"}
 DEFAULT_DATABASE_SUFFIX = "db"
-# The logger tag of every message the deploy's scripts print on a host, so the deploy can find them.
-MESSAGE_TAG = "postfix-nullclient:"
+# The one spelling of the project's tag on a host: the journal's identifier (syslog tag) of what the
+# watchdog says, and, with a colon, the start of every line the deploy's scripts print, by which the
+# deploy finds them (summary.py).
+TAG = "postfix-nullclient"
+MESSAGE_TAG = f"{TAG}:"
+# Postfix's sendmail command (its sendmail_path default), which the scripts hand mail to.
+SENDMAIL = "/usr/sbin/sendmail"
 # main.cf settings that a reload does not apply: the master daemon must restart.
 RESTART_SETTINGS = ("inet_interfaces", "inet_protocols")
 
@@ -124,21 +132,32 @@ class PackageManager:
     name: str
     install: str  # refreshes the package lists and installs the packages named after it, without a prompt
     purge_postfix: str  # takes postfix off the host with its configuration (nullclient remove --postfix purge)
+    package_name: str  # a regular expression for a whole package name, as the package manager defines it
     install_stdin: str | None = None  # what the install command reads first (apt: the debconf answer)
 
 
+# Package names: Debian Policy 5.6.1 (apt); RPM's and Arch's naming rules; Alpine's apk. None starts
+# with "-", so no name is ever read as an option.
+RPM_NAME = r"[A-Za-z0-9_+][A-Za-z0-9._+-]*"
 PACKAGE_MANAGERS = {
     "apt": PackageManager(
-        "apt", APT_INSTALL, "env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postfix", DEBCONF_PRESEED
+        "apt",
+        APT_INSTALL,
+        "env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postfix",
+        r"[a-z0-9][a-z0-9+.-]+",
+        DEBCONF_PRESEED,
     ),
-    "dnf": PackageManager("dnf", "dnf install -y", "dnf remove -y postfix"),
-    "pacman": PackageManager("pacman", "pacman -Sy --noconfirm --needed", "pacman -Rns --noconfirm postfix"),
-    "apk": PackageManager("apk", "apk add --update-cache", "apk del postfix"),
+    "dnf": PackageManager("dnf", "dnf install -y", "dnf remove -y postfix", RPM_NAME),
+    "pacman": PackageManager(
+        "pacman", "pacman -Sy --noconfirm --needed", "pacman -Rns --noconfirm postfix", r"[a-z0-9@_+][a-z0-9@._+-]*"
+    ),
+    "apk": PackageManager("apk", "apk add --update-cache", "apk del postfix", r"[a-z0-9_+][a-z0-9._+-]*"),
     "zypper": PackageManager(
         "zypper",
         "zypper --non-interactive --gpg-auto-import-keys refresh"
         " && zypper --non-interactive --gpg-auto-import-keys install -y",
         "zypper -n remove postfix",
+        RPM_NAME,
     ),
 }
 
@@ -210,7 +229,8 @@ def script_context() -> dict[str, object]:
         "database_suffixes": DATABASE_SUFFIXES,
         "default_suffix": DEFAULT_DATABASE_SUFFIX,
         "all_suffixes": sorted(set(DATABASE_SUFFIXES.values())),
-        "tag": MESSAGE_TAG,
+        "tag": TAG,
+        "sendmail": SENDMAIL,
         "layout": LAYOUT,
         "plain_files": PLAIN_FILES,
         "secret_files": SECRET_FILES,

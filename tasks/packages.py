@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterator
 
@@ -11,6 +12,18 @@ from pyinfra.api import StringCommand, operation
 from postfix_nullclient.mail_systems import Replacement
 from postfix_nullclient.model import PACKAGE_MANAGERS, Family
 from postfix_nullclient.settings import Settings
+
+
+def mail_package_problem(settings: Settings, family: Family) -> str | None:
+    """Why the host's package manager cannot take mail_package as a package name, or None."""
+    name, packager = settings.mail_package, family.packager
+    if name is None or re.fullmatch(packager.package_name, name):
+        return None
+    return (
+        f"mail_package {name!r} is not a package name that {packager.name} takes; e.g. mail_package = "
+        f"{family.mail_package!r}; set mail_package in the inventory (host data), group_data/all.py, or with "
+        "--data mail_package=..."
+    )
 
 
 def wanted_packages(settings: Settings, family: Family) -> list[str]:

@@ -11,15 +11,21 @@ from typing import Any
 
 import jinja2
 
-from postfix_nullclient.model import LAYOUT, ManagedFile, script_context
+from postfix_nullclient.model import CONFIG_DIR, LAYOUT, ManagedFile, script_context
 from postfix_nullclient.settings import Settings, short_name
 
 TEMPLATES = files("postfix_nullclient.templates")  # templates/ in the repository, package data in a wheel
 
 
 def regex_escape(text: str) -> str:
-    """Escape for a Postfix regexp: table (POSIX extended regular expressions)."""
-    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
+    """A pattern of a Postfix regexp: table that matches `text` literally: POSIX extended regular
+    expression characters escaped, and the pattern's delimiter / too."""
+    return re.sub(r"([.\[\]()*+?{}|^$\\/])", r"\\\1", text)
+
+
+def regexp_result(text: str) -> str:
+    """A result of a Postfix regexp: table that is `text` literally: $ (a back-reference) as $$."""
+    return text.replace("$", "$$")
 
 
 _environment = jinja2.Environment(
@@ -31,6 +37,7 @@ _environment = jinja2.Environment(
     autoescape=False,  # Postfix files, not HTML
 )
 _environment.filters["regex_escape"] = regex_escape
+_environment.filters["regexp_result"] = regexp_result
 _environment.filters["quote"] = shlex.quote  # a word for sh
 _environment.filters["b64encode"] = lambda text: base64.b64encode(text.encode()).decode()
 
@@ -62,6 +69,7 @@ def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: st
     myhostname = postfix_hostname(settings, fqdn)
     ipv6 = host_has_ipv6 if settings.ipv6 is None else settings.ipv6
     variables = {
+        "conf": CONFIG_DIR,
         "relayhost": settings.relayhost,
         "relay_port": settings.relay_port,
         "smtp_user": settings.smtp_user,

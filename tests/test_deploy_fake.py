@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
-from pyinfra.api import HiddenValue
 
 from postfix_nullclient import alerts
 from postfix_nullclient.render import render_files
 from postfix_nullclient.settings import Settings
 from tests.conftest import run_pyinfra, store_password
+from tests.support.settings import make_settings
 
 AWKWARD_PASSWORD = "C0rrect horse#: @battery $staple %50"
 SERVICE = "postfix-nullclient"
@@ -24,22 +24,7 @@ PACKAGES = ["postfix", "libsasl2-modules", "ca-certificates", "bsd-mailx"]
 
 
 def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
-    return Settings(
-        host_name=f"@fake/{name}",
-        relay_host="mail.example.net",
-        relay_port=relay_port,
-        mail_domain="example.net",
-        smtp_user=f"{name}@example.net",
-        forward_to="alice@example.org",
-        keyring_service=SERVICE,
-        sender_address=f"{name}@example.net",
-        extra_aliases={},
-        ca_file=None,
-        myhostname=None,
-        ipv6=None,
-        mail_package=None,
-        password=HiddenValue(password),
-    )
+    return make_settings(f"@fake/{name}", password, relay_port=relay_port)
 
 
 def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
@@ -123,7 +108,7 @@ def test_when_every_host_is_refused_the_run_stops_before_any_command(env, tmp_pa
     [
         (["--data", "relay_port=25"], "relay_port 25 is not supported: use 587"),
         (["--data", "forward_to=alice"], "forward_to 'alice' is not a mail address"),
-        (["--data", "relay_host="], "relay_host is empty"),
+        (["--data", "relay_host="], "relay_host '' is empty"),
     ],
 )
 def test_bad_settings_are_refused_before_any_command(env, tmp_path, data, message):

@@ -3,34 +3,13 @@
 import re
 
 import pytest
-from pyinfra.api import HiddenValue
 
 from postfix_nullclient.render import local_domains, postfix_hostname, regex_escape, render_files
 from postfix_nullclient.settings import Settings
+from tests.support.settings import make_settings
 
 DEBIAN_CA = "/etc/ssl/certs/ca-certificates.crt"
 AWKWARD_PASSWORD = "pa ss#:@$% word\\'\"x"
-
-
-def make_settings(**changes) -> Settings:
-    values = dict(
-        host_name="torres.example.net",
-        relay_host="mail.example.net",
-        relay_port=587,
-        mail_domain="example.net",
-        smtp_user="torres@example.net",
-        forward_to="alice@example.org",
-        keyring_service="postfix-nullclient",
-        sender_address="torres@example.net",
-        extra_aliases={},
-        ca_file=None,
-        myhostname=None,
-        ipv6=None,
-        mail_package=None,
-        password=HiddenValue("s3cret"),
-    )
-    values.update(changes)
-    return Settings(**values)
 
 
 def rendered(settings: Settings, fqdn: str = "torres.example.net", ipv6: bool = False) -> dict[str, str]:
@@ -112,7 +91,7 @@ def test_myhostname_is_qualified_when_the_host_has_no_domain():
 
 @pytest.mark.parametrize(("port", "password"), [(587, "s3cret"), (465, AWKWARD_PASSWORD)])
 def test_password_map_key_is_the_relayhost_and_the_password_round_trips(port, password):
-    settings = make_settings(relay_port=port, password=HiddenValue(password))
+    settings = make_settings(relay_port=port, password=password)
     line = rendered(settings)["sasl_passwd"]
     assert line.endswith("\n") and line.count("\n") == 1
     # Postfix: the key is the first word, the value the rest of the line; SASL splits it at the first colon.
@@ -123,7 +102,7 @@ def test_password_map_key_is_the_relayhost_and_the_password_round_trips(port, pa
 
 
 def test_only_the_password_map_holds_the_password():
-    files = render_files(make_settings(password=HiddenValue(AWKWARD_PASSWORD)), "torres.example.net", False, DEBIAN_CA)
+    files = render_files(make_settings(password=AWKWARD_PASSWORD), "torres.example.net", False, DEBIAN_CA)
     assert [f.name for f in files if AWKWARD_PASSWORD in f.content] == ["sasl_passwd"]
     secret = next(f for f in files if f.secret)
     assert (secret.name, secret.mode, secret.hashed_map) == ("sasl_passwd", "0600", True)

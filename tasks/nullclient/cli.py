@@ -9,7 +9,7 @@ from pathlib import Path
 from postfix_nullclient.nullclient import commands
 from postfix_nullclient.nullclient.remove_plan import MODES
 from postfix_nullclient.nullclient.targets import Target, UsageError, parse_data
-from postfix_nullclient.settings import HOSTNAME
+from postfix_nullclient.spec import HOSTNAME
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 TEST_MAIL_TIMEOUT = 60
@@ -130,7 +130,7 @@ def _check_single_host(hosts: list[str]) -> None:
     """A host in no inventory: exactly one, named like a host (inventory names are checked against the inventory)."""
     if len(hosts) != 1:
         raise UsageError("name one HOST, or give an inventory with -i INVENTORY")
-    if not HOSTNAME.match(hosts[0]):
+    if not HOSTNAME.fullmatch(hosts[0]):
         raise UsageError(f"{hosts[0]!r} is not a host name like torres.example.net")
 
 

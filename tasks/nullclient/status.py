@@ -12,12 +12,12 @@ from pathlib import Path
 from pyinfra import host, state
 
 from postfix_nullclient import alerts
-from postfix_nullclient.defaults import DEFAULTS
 from postfix_nullclient.distro import UnsupportedHost, fact_arguments, family_of
 from postfix_nullclient.nullclient.queue_status import NullClientStatus, summary
 from postfix_nullclient.postfix import plan
 from postfix_nullclient.render import render_files
-from postfix_nullclient.settings import Refusal, SettingsError, check_host, duration_seconds, settings_for
+from postfix_nullclient.settings import Refusal, SettingsError, check_host, settings_for
+from postfix_nullclient.spec import BY_NAME, DEFAULTS
 
 
 def configuration(settings, found) -> tuple[bool | None, str]:
@@ -46,7 +46,7 @@ try:
 except SettingsError:  # every host refused: the queue is still worth showing
     settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
 plain, _ = check_host(host.name, host.data)
-threshold = plain.watchdog_threshold if plain else duration_seconds(DEFAULTS["watchdog_threshold"])
+threshold = plain.watchdog_threshold if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
 status = host.get_fact(NullClientStatus, **fact_arguments(host.data.get("mail_package")))
 current, detail = configuration(settings, status.found)
 
