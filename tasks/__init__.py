@@ -21,7 +21,7 @@ from pyinfra.api.operation import OperationMeta
 
 from postfix_nullclient import alerts, mail_systems, packages, postfix
 from postfix_nullclient.distro import UnsupportedHost, look_at
-from postfix_nullclient.render import render_files
+from postfix_nullclient.render import meaning, render_files
 from postfix_nullclient.settings import Refusal, settings_for
 from postfix_nullclient.spec import DEFAULTS
 from postfix_nullclient.summary import record_of, refuse
@@ -85,7 +85,8 @@ def deploy_null_client() -> OperationMeta:
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     todo = postfix.plan(files, found)
     postfix.show_diff(todo, found)
-    configure = postfix.configure(name=postfix.describe(todo), files=files, found=found, init=init)
+    meant = meaning(settings, found.fqdn, found.ipv6, family.ca_file)
+    configure = postfix.configure(name=postfix.describe(todo), files=files, found=found, init=init, meant=meant)
     record.add_operation(host.name, "Apply null-client configuration", configure)
 
     held = found.queued.get("held", 0)

@@ -17,7 +17,7 @@ from pyinfra.api import StringCommand, operation
 from postfix_nullclient.facts import HostState
 from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script
 from postfix_nullclient.model import INIT_SYSTEMS, ORIGINALS_DIR, RESTART_SETTINGS, SECRET_STAT, ManagedFile
-from postfix_nullclient.render import render_script
+from postfix_nullclient.render import Meaning, render_script
 
 OWN_MARK = "Written by postfix-nullclient"  # in the first lines of the main.cf the deploy writes
 
@@ -66,8 +66,9 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
     return Plan(changed, maps_to_build, action, not found.enabled, needed)
 
 
-def apply_script(plan: Plan, init: str) -> str:
-    """The complete stdin of the apply command, for a host whose service manager is `init`.
+def apply_script(plan: Plan, init: str, meant: Meaning) -> str:
+    """The complete stdin of the apply command, for a host whose service manager is `init`; it
+    installs nothing unless Postfix reads the staged configuration back as `meant`.
 
     Enabling an enabled service costs systemctl seconds: the script does it only where the fact
     found postfix not enabled. All of it inside { }: the shell runs nothing before it has read the
@@ -80,6 +81,9 @@ def apply_script(plan: Plan, init: str) -> str:
         action=plan.action,
         init=INIT_SYSTEMS[init],
         enable=plan.enable,
+        parameters="".join(f"{name} = {value}\n" for name, value in meant.parameters.items()),
+        lookups=meant.lookups,
+        login=meant.login,
     )
 
 
@@ -133,13 +137,15 @@ def describe(plan: Plan) -> str:
 
 
 @operation()
-def configure(files: list[ManagedFile], found: HostState, init: str) -> Iterator[StringCommand]:
+def configure(files: list[ManagedFile], found: HostState, init: str, meant: Meaning) -> Iterator[StringCommand]:
     """
     Make the host's Postfix configuration what ``files`` say, in one command, or do nothing.
 
     + files: the managed files with their wanted content (``render.render_files``)
     + found: the host's NullClientHost fact
     + init: the host's service manager, systemd or openrc
+    + meant: what Postfix must read back from the new configuration (``render.meaning``), or
+      nothing is installed
 
     The command is the apply script rendered for this host, on stdin: contents, the password
     included, never appear on a command line, in pyinfra's output or in a ``--diff``.
@@ -152,7 +158,7 @@ def configure(files: list[ManagedFile], found: HostState, init: str) -> Iterator
     if replaced and any(f.name == "main.cf" for f in todo.changed):
         host.log(replaced, logger.warning)
     # A file-like stdin: pyinfra reads its lines, and its repr shows nothing of them.
-    yield StringCommand("sh -s", _stdin=io.StringIO(apply_script(todo, init)))
+    yield StringCommand("sh -s", _stdin=io.StringIO(apply_script(todo, init, meant)))
 
 
 @operation()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 import shlex
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
@@ -64,22 +65,74 @@ def local_domains(myhostname: str) -> str:
     return "|".join(regex_escape(name) for name in dict.fromkeys(names))
 
 
-def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) -> list[ManagedFile]:
-    """Every managed file with its wanted content, in LAYOUT order; ca_file: the distribution's bundle."""
+@dataclass(frozen=True)
+class Meaning:
+    """What the deploy means Postfix to use on one host, as Postfix itself reads it back: the apply
+    script compares it with the staged configuration before anything moves into place
+    (templates/scripts/meaning.sh.j2)."""
+
+    parameters: dict[str, str]  # every parameter main.cf sets, as `postconf -n` prints it
+    lookups: list[tuple[str, str, str]]  # (regexp map, address, answer as `postmap -q` prints it; "": none)
+    login: tuple[str, str, str] = field(repr=False)  # (hashed map, key, "user:password"): the secret
+
+
+def meaning(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) -> Meaning:
+    """The parameters main.cf sets and what its maps answer, for these settings on this host."""
     myhostname = postfix_hostname(settings, fqdn)
     ipv6 = host_has_ipv6 if settings.ipv6 is None else settings.ipv6
-    variables = {
-        "conf": CONFIG_DIR,
+    parameters = {
+        "compatibility_level": "3.6",
+        "myhostname": myhostname,
+        "myorigin": "$myhostname",
+        "mydestination": "",
+        "local_transport": "error:local delivery is disabled on this null client",
+        "alias_maps": "",
+        "alias_database": "",
+        "biff": "no",
+        "inet_interfaces": "loopback-only",
+        "inet_protocols": "all" if ipv6 else "ipv4",
+        "mynetworks": "127.0.0.0/8 [::1]/128" if ipv6 else "127.0.0.0/8",
+        "virtual_alias_domains": "",
+        "virtual_alias_maps": f"regexp:{CONFIG_DIR}/virtual_alias",
+        "sender_canonical_maps": f"regexp:{CONFIG_DIR}/sender_canonical",
         "relayhost": settings.relayhost,
-        "relay_port": settings.relay_port,
+        "smtp_host_lookup": "dns, native",
+        "smtp_sasl_auth_enable": "yes",
+        "smtp_sasl_password_maps": f"$default_database_type:{CONFIG_DIR}/sasl_passwd",
+        "smtp_sasl_security_options": "noanonymous",
+        "smtp_sasl_tls_security_options": "noanonymous",
+        "smtp_tls_security_level": "secure",
+        "smtp_tls_CAfile": settings.ca_file or ca_file,
+        "smtp_tls_wrappermode": "yes" if settings.relay_port == 465 else "no",
+        "smtp_tls_loglevel": "1",
+    }
+    aliases = settings.extra_aliases
+    local = [myhostname, "localhost"]
+    lookups = [("virtual_alias", f"root@{name}", aliases.get("root", settings.forward_to)) for name in local]
+    lookups += [("virtual_alias", f"{user}@{myhostname}", target) for user, target in sorted(aliases.items())]
+    if settings.sender_address != settings.forward_to:
+        lookups.append(("virtual_alias", settings.sender_address, settings.forward_to))
+    lookups += [
+        ("virtual_alias", "someone@example.com", ""),  # mail to outside addresses is left alone
+        ("sender_canonical", f"root@{myhostname}", settings.sender_address),
+        ("sender_canonical", f"MAILER-DAEMON@{myhostname}", f"MAILER-DAEMON@{myhostname}"),
+    ]
+    login = ("sasl_passwd", settings.relayhost, f"{settings.smtp_user}:{settings.password.unmask()}")
+    return Meaning(parameters, lookups, login)
+
+
+def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) -> list[ManagedFile]:
+    """Every managed file with its wanted content, in LAYOUT order; ca_file: the distribution's bundle.
+    main.cf sets the parameters of `meaning`, with the template's comments."""
+    myhostname = postfix_hostname(settings, fqdn)
+    variables = {
+        "main_cf": meaning(settings, fqdn, host_has_ipv6, ca_file).parameters,
+        "relayhost": settings.relayhost,
         "smtp_user": settings.smtp_user,
         "forward_to": settings.forward_to,
         "sender_address": settings.sender_address,
         "extra_aliases": settings.extra_aliases,
-        "ca_file": settings.ca_file or ca_file,
-        "myhostname": myhostname,
         "local_domains": local_domains(myhostname),
-        "ipv6": ipv6,
     }
     files = []
     for layout in LAYOUT:

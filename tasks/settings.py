@@ -115,7 +115,7 @@ def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict
             ]
             for name, (service, user) in entries.items()
         }
-    except keyring.errors.KeyringError as error:
+    except Exception as error:  # KeyringError, or whatever a backend raises (D-Bus, OS errors): refuse, not crash
         return {}, {
             name: [
                 f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "

@@ -9,6 +9,7 @@ from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script, replacem
 from postfix_nullclient.model import FAMILIES, ManagedFile
 from postfix_nullclient.nullclient.remove_plan import remove_script
 from postfix_nullclient.postfix import Plan, apply_script, foreign_configuration, plan
+from tests.support.settings import make_meaning
 
 
 def test_each_replaced_system_is_named_with_what_becomes_of_its_queue():
@@ -39,7 +40,7 @@ def test_the_scripts_pass_shellcheck_and_the_apply_runs_only_once_whole(tmp_path
     scripts = {"held_all": held_mail_script("hold", "hold_postfix", "requeue_postfix", "send")}
     scripts["remove"] = remove_script("stop", FAMILIES[0])  # it keeps unsent held mail
     scripts["apply"] = apply_script(
-        Plan([ManagedFile("main.cf", "x")], ["sasl_passwd"], "reload", False, True), "systemd"
+        Plan([ManagedFile("main.cf", "x")], ["sasl_passwd"], "reload", False, True), "systemd", make_meaning()
     )
     assert "\n{\nset -eu\n" in scripts["apply"] and scripts["apply"].endswith("\n}\n")
     for name, text in scripts.items():

@@ -16,6 +16,7 @@ from postfix_nullclient.nullclient.queue_status import NullClientStatus
 from postfix_nullclient.nullclient.remove_plan import MODES, remove_script
 from postfix_nullclient.postfix import Plan, apply_script
 from postfix_nullclient.render import render_script
+from tests.support.settings import make_meaning
 
 
 def shellcheck(script: str) -> subprocess.CompletedProcess:
@@ -31,12 +32,15 @@ def every_script() -> list[tuple[str, str]]:
         ("health", NullClientHealth().command()),
         ("status", NullClientStatus().command(**fact_arguments())),
         ("test_mail", render_script("test_mail", timeout=60)),
+        ("map_password", render_script("map_password")),
         ("flush", render_script("flush", timeout=60)),
     ]
     for family in FAMILIES:
         for enable in (True, False):
             todo = Plan(changed, ["sasl_passwd"], "restart", enable, True)
-            scripts.append((f"apply_config/{family.name}/enable={enable}", apply_script(todo, family.init)))
+            scripts.append(
+                (f"apply_config/{family.name}/enable={enable}", apply_script(todo, family.init, make_meaning()))
+            )
         scripts += [(f"remove/{family.name}/{mode}", remove_script(mode, family)) for mode in MODES]
     from bench.__main__ import APPLY_STEPS, HASH_AND_STATE
 
