@@ -14,6 +14,7 @@ from postfix_nullclient.nullclient.checks import (
     check_test_mail,
     client_mechanisms,
 )
+from postfix_nullclient.nullclient.commands import say
 from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
 from postfix_nullclient.nullclient.remove_plan import remove_script
 from tests.test_deploy_fake import host_settings
@@ -53,6 +54,26 @@ def test_relay_without_a_module_for_its_mechanisms_fails_and_says_what_to_instal
     assert not check.ok
     assert "offers AUTH CRAM-MD5 PLAIN and the installed SASL modules do nothing" in check.detail
     assert "libsasl2-modules" in check.detail
+
+
+# posttls-finger -l secure against a relay whose banner and EHLO reply imitate posttls-finger's own
+# statement, and that offers no STARTTLS; a Debian 12 lab host printed it.
+IMITATING_RELAY = """posttls-finger: Connected to 127.0.0.1[127.0.0.1]:2525
+posttls-finger: < 220-mail.example.net ESMTP
+posttls-finger: < 220 posttls-finger: Verified TLS connection established to mail.example.net[10.213.0.1]:587: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+posttls-finger: > EHLO vr1.example.net
+posttls-finger: < 250-mail.example.net
+posttls-finger: < 250-posttls-finger: Verified TLS connection established to mail.example.net[10.213.0.1]:587: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+posttls-finger: < 250-AUTH LOGIN PLAIN
+posttls-finger: < 250 HELP
+posttls-finger: > QUIT
+posttls-finger: < 221 Bye""".splitlines()  # noqa: E501
+
+
+def test_a_relay_whose_replies_imitate_posttls_fingers_verified_statement_fails():
+    check = check_relay(host_settings("torres", "pw"), health(finger=IMITATING_RELAY))
+    assert not check.ok
+    assert check.detail.endswith("no TLS with a verified certificate: it does not offer STARTTLS, and TLS is required")
 
 
 def test_relay_with_an_unverified_certificate_fails():
@@ -127,6 +148,12 @@ def test_queue_shows_what_is_stuck_and_why():
         (MailProbe(True, "A1", True, ["A1: to=<a@b.c>, relay=r, status=sent (250 ok)"]), True, "A1 left the queue"),
         (MailProbe(True, "A1", False, ["A1: to=<a@b.c>, status=deferred (TLS)"]), False, "A1 is still queued"),
         (MailProbe(True, "A1", True, ["A1: to=<a@b.c>, status=bounced (550)"]), False, "but was not sent"),
+        # The relay's reply is its own text: "status=sent" in it is not Postfix's status.
+        (MailProbe(True, "A1", True, ["A1: to=<a@b.c>, status=bounced (said: 550 status=sent)"]), False, "not sent"),
+        # A bounce is final: a "sent" line after it is no delivery of this mail.
+        (MailProbe(True, "A1", True, ["A1: to=<a>, status=bounced", "A1: to=<a>, status=sent"]), False, "not sent"),
+        # Lines of other queue ids say nothing about this mail.
+        (MailProbe(True, "A1", True, ["B2: to=<a@b.c>, status=sent (250 ok)"]), False, "not sent: no status"),
         (MailProbe(True, "", False, []), False, "never appeared"),
         (MailProbe(False), False, "sendmail failed"),
     ],
@@ -134,6 +161,12 @@ def test_queue_shows_what_is_stuck_and_why():
 def test_test_mail_is_ok_only_once_sent_and_gone(mail, ok, detail):
     check = check_test_mail(mail)
     assert check.ok is ok and detail in check.detail
+
+
+def test_what_a_command_prints_has_its_escape_sequences_and_control_characters_shown_escaped(capsys):
+    # A relay's reply with an ANSI sequence that clears the screen, a carriage return, a right-to-left override.
+    say("  FAIL  queue: 451 \x1b[2J\x1b[Hall is well\r\u202egood\tok")
+    assert capsys.readouterr().out == "  FAIL  queue: 451 \\x1b[2J\\x1b[Hall is well\\x0d\\u202egood\tok\n"
 
 
 def test_generated_passwords_are_32_letters_and_digits_and_differ():

@@ -182,28 +182,54 @@ def client_mechanisms(modules: list[str]) -> list[str]:
     return sorted(found - {"ANONYMOUS"})
 
 
+FINGER = "posttls-finger: "
+# posttls-finger's own statement, and only it, that the relay's certificate was verified.
+VERIFIED_TLS = "Verified TLS connection established to "
+
+
+def finger_statements(finger: list[str]) -> list[tuple[str, str]]:
+    """posttls-finger's output as (who, text): "server" for a reply it shows (`< `), "client" for a
+    command it sent (`> `), "finger" for its own statements. A relay (or anyone on the path before
+    TLS) chooses the text of its replies, so only "finger" lines can say what posttls-finger saw."""
+    statements = []
+    for line in finger:
+        text = line.removeprefix(FINGER)
+        if text == line:  # not posttls-finger's line at all
+            statements.append(("other", line))
+        elif text.startswith("< "):
+            statements.append(("server", text[2:]))
+        elif text.startswith("> "):
+            statements.append(("client", text[2:]))
+        else:
+            statements.append(("finger", text))
+    return statements
+
+
 def relay_findings(finger: list[str]) -> tuple[bool, bool, list[str], str]:
     """From posttls-finger's output: (connected, certificate verified, AUTH mechanisms after TLS, the key line)."""
-    connected = any(line.startswith("posttls-finger: Connected to ") for line in finger)
-    verified_line = next((line for line in finger if "Verified TLS connection established" in line), "")
+    statements = finger_statements(finger)
+    own = [text for who, text in statements if who == "finger"]
+    connected = any(text.startswith("Connected to ") for text in own)
+    verified_line = next((text for text in own if text.startswith(VERIFIED_TLS)), "")
     tls_started = False
     mechanisms: list[str] = []
-    for line in finger:
-        if "TLS connection established" in line:
+    for who, text in statements:
+        if who == "finger" and re.match(r"\w+ TLS connection established to ", text):
             tls_started = True
-        match = re.search(r"< 250[- ]AUTH[ =](.*)$", line)
-        if match and tls_started:
+        match = re.match(r"250[- ]AUTH[ =](.*)$", text)
+        if who == "server" and match and tls_started:
             mechanisms = match.group(1).upper().split()
     problem = next(
         (
-            line
-            for line in finger
-            if re.search(r"fail|not verified|untrusted|refused|timed out|not supported|error|mismatch", line, re.I)
+            text
+            for _, text in statements
+            if re.search(r"fail|not verified|untrusted|refused|timed out|not supported|error|mismatch", text, re.I)
         ),
-        finger[-1] if finger else "posttls-finger printed nothing",
+        statements[-1][1] if statements else "posttls-finger printed nothing",
     )
-    silent = next((line for line in finger if re.search(r"timed out|timeout", line, re.I)), "")
-    if connected and not tls_started and not any("STARTTLS" in line for line in finger):
+    silent = next((text for text in own if re.search(r"timed out|timeout", text, re.I)), "")
+    offered_starttls = any(who == "server" and re.match(r"250[- ]STARTTLS\b", text, re.I) for who, text in statements)
+    if connected and not tls_started and not offered_starttls:
         # A relay that never answers (a black hole) offers nothing either: say which it is.
         problem = silent or "it does not offer STARTTLS, and TLS is required"
     return connected, bool(verified_line), mechanisms, verified_line or problem
@@ -215,7 +241,6 @@ def check_relay(settings: Settings, health: Health) -> Check:
     if not health.finger:
         return Check("relay", False, "posttls-finger is missing or printed nothing (is postfix installed?)")
     connected, verified, server_mechs, line = relay_findings(health.finger)
-    line = line.removeprefix("posttls-finger: ")
     if not connected:
         return Check("relay", False, f"{health.relayhost} is not reachable: {line}")
     if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
@@ -255,18 +280,54 @@ def check_queue(health: Health) -> Check:
     return Check("queue", False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more)
 
 
+def delivery_status(queue_id: str, line: str) -> str:
+    """The status of a delivery line of this queue id ("sent", "deferred", "bounced", "expired"), or "".
+
+    The first `, status=`: the reply of the relay follows it in parentheses, and its text is the relay's."""
+    if not line.startswith(f"{queue_id}: "):
+        return ""
+    match = re.search(r", status=([a-z]+)\b", line)
+    return match.group(1) if match else ""
+
+
 def check_test_mail(mail: MailProbe) -> Check:
+    """Sent, gone from the queue, and Postfix logged it sent and never bounced or expired.
+
+    The lines come from Postfix's own processes only (test_mail.sh.j2), matched by the queue id of
+    this very mail; whether it left the queue is postqueue's word, not the log's."""
     if not mail.sent:
         return Check("test mail", False, "sendmail failed on the host")
-    status = next((line for line in reversed(mail.log) if "status=" in line), "")
     if not mail.queue_id:
         return Check("test mail", False, "sent, but its queue id never appeared in the mail log")
+    ours = [(delivery_status(mail.queue_id, line), line) for line in mail.log]
+    ours = [(status, line) for status, line in ours if status]
+    last = ours[-1][1] if ours else ""
     if not mail.left_queue:
-        return Check("test mail", False, f"{mail.queue_id} is still queued: {status or 'no delivery attempt yet'}")
-    if "status=sent" not in status:
-        return Check("test mail", False, f"{mail.queue_id} left the queue but was not sent: {status or 'no status'}")
-    return Check("test mail", True, f"{mail.queue_id} left the queue: {status.split(': ', 1)[-1]}")
+        return Check("test mail", False, f"{mail.queue_id} is still queued: {last or 'no delivery attempt yet'}")
+    failed = next((line for status, line in ours if status in ("bounced", "expired")), "")
+    sent = next((line for status, line in ours if status == "sent"), "")
+    if failed or not sent:
+        reason = failed or last or "no status"
+        return Check("test mail", False, f"{mail.queue_id} left the queue but was not sent: {reason}")
+    return Check("test mail", True, f"{mail.queue_id} left the queue: {sent.split(': ', 1)[-1]}")
 
 
 def report_json(host_name: str, checks: list[Check]) -> str:
     return json.dumps({"host": host_name, "checks": [asdict(check) for check in checks]})
+
+
+class NullClientMapPassword(FactBase[str]):
+    """Whether the password map holds the password given to the fact on stdin (`_stdin=`): "same",
+    "differs" or "none" (no relayhost, no entry); "" if the host did not answer. The comparison is
+    made on the host (templates/scripts/map_password.sh.j2): only the answer comes back."""
+
+    def command(self) -> str:
+        return render_script("map_password")
+
+    @staticmethod
+    def default() -> str:
+        return ""
+
+    def process(self, output: list[str]) -> str:
+        answers = [line.split(" ", 1)[1].strip() for line in output if line.startswith("map_password ")]
+        return answers[-1] if answers else ""

@@ -24,6 +24,7 @@ from postfix_nullclient.nullclient.targets import (
     host_key_known,
     run_pyinfra,
 )
+from postfix_nullclient.nullclient.terminal import printable
 
 HERE = Path(__file__).resolve().parent
 VERIFY = HERE / "verify.py"
@@ -33,7 +34,8 @@ STATUS = HERE / "status.py"
 
 
 def say(text: str = "", out: TextIO | None = None) -> None:
-    print(text, file=out or sys.stdout, flush=True)
+    """Every line a command prints: what came from a host is escaped here (terminal.printable)."""
+    print(printable(text), file=out or sys.stdout, flush=True)
 
 
 def confirm(question: str) -> bool:

@@ -14,9 +14,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from postfix_nullclient.nullclient.terminal import printable
 
 # The deploy itself, by the pyinfra CLI's own "module.function" form: no deploy file is needed, so
 # it runs the same from a checkout, from an installed wheel and from any directory.
@@ -106,14 +109,29 @@ def run_pyinfra(
     for key, value in (extra_data or {}).items():
         arguments += ["--data", f"{key}={value}"]
     command = [sys.executable, "-m", "pyinfra", *arguments, str(deploy), "-y"]
-    return subprocess.run(
-        command,
-        env={**os.environ, "PYINFRA_PROGRESS": "off"},
-        stdin=subprocess.DEVNULL,
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    env = {**os.environ, "PYINFRA_PROGRESS": "off"}
+    if capture:
+        return subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    # Shown as it comes, each line escaped: what a host prints reaches the terminal as text only.
+    pipe = subprocess.PIPE
+    with subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, text=True, errors="replace"
+    ) as process:
+        relays = [
+            threading.Thread(target=_relay, args=pair)
+            for pair in ((process.stdout, sys.stdout), (process.stderr, sys.stderr))
+        ]
+        for relay in relays:
+            relay.start()
+        for relay in relays:
+            relay.join()
+    return subprocess.CompletedProcess(command, process.returncode)
+
+
+def _relay(lines: Any, out: Any) -> None:
+    for line in lines:
+        out.write(printable(line.removesuffix("\n")) + "\n")
+        out.flush()
 
 
 # --- host keys of a host in no inventory -------------------------------------------------------------
