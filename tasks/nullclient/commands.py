@@ -31,6 +31,7 @@ VERIFY = HERE / "verify.py"
 REMOVE = HERE / "remove.py"
 FLUSH = HERE / "flush.py"
 STATUS = HERE / "status.py"
+PASSWORD_CHECK = HERE / "password_check.py"
 
 
 def say(text: str = "", out: TextIO | None = None) -> None:
@@ -249,11 +250,48 @@ def bootstrap(target: Target, yes: bool, test_mail_timeout: int) -> int:
     return verify(target, test_mail_timeout)
 
 
+def map_answer(target: Target, name: str) -> tuple[str, str]:
+    """Whether the host's password map holds the keyring's password: ("same" | "differs" | "none", "")
+    or ("", why the host could not say). The host compares (password_check.py); only the answer returns."""
+    with tempfile.TemporaryDirectory(prefix="nullclient-password-") as directory:
+        run = run_pyinfra(target, PASSWORD_CHECK, {"nullclient_report": directory}, capture=True)
+        reports = [json.loads(path.read_text()) for path in Path(directory).glob("*.json")]
+    report = next((report for report in reports if report["host"] == name), None)
+    if report is None:
+        said = [line.strip() for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+        return "", f"pyinfra could not ask it: {(said or ['no reason given'])[-1]}"
+    return report["map_password"], report["problem"]
+
+
+def password_in_use(target: Target, entry: passwords.Account, new: str, old: str) -> tuple[str, str]:
+    """Which password the host's map holds, asked of the host: ("new" | "old" | "", why not known).
+
+    Leaves the keyring holding that password; when the host cannot say or holds neither, the new one:
+    the next deploy puts the keyring's password on the host, so the new one is never lost."""
+    answer, problem = map_answer(target, entry.host)
+    if answer == "same":
+        return "new", ""
+    if not answer:
+        return "", problem
+    passwords.store(entry, old)
+    answer_old, problem = map_answer(target, entry.host)
+    if answer_old == "same":
+        return "old", ""
+    passwords.store(entry, new)
+    if not answer_old:
+        return "", problem
+    if answer == "none":
+        return "", "its password map has no entry for the relay"
+    return "", "its password map holds neither the old nor the new password"
+
+
 def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) -> int:
     """New password in the keyring, deployed and live; then the mail server; then the queue flushed.
 
     The host switches first, so the old password keeps working on the server until the new one is live;
     mail sent in between fails AUTH with a temporary error, stays queued, and leaves at the flush.
+    What the host uses is asked of the host after the deploy, whatever pyinfra's exit status: an
+    operation after the switch (the watchdog, unattended-upgrades' mail) may fail once the map is new.
     """
     name = one_host(target, "rotate")
     entry = account(target, name)
@@ -270,12 +308,29 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
         raise UsageError("the new password is the old one; nothing to rotate")
     passwords.store(entry, new)
     say(f"1. the new password is in the keyring ({entry.describe()})")
-    if not deploy(target):
-        passwords.store(entry, old)
-        say(f"the deploy failed (see above): the keyring holds the old password again, {name} keeps using it; "
-            "change nothing on the mail server")  # fmt: skip
+    deployed = deploy(target)
+    in_use, unknown = password_in_use(target, entry, new, old)
+    outcome = "the deploy succeeded" if deployed else "the deploy failed (see above)"
+    hosts_option = f"-i {target.inventory} {name}" if target.inventory else name
+    if in_use == "old":
+        say(f"{outcome}, and {name}'s password map still holds the old password: the keyring holds the old "
+            f"password again, as {name} does; change nothing on the mail server. "
+            f"Fix what failed, then run nullclient rotate {hosts_option} again")  # fmt: skip
         return 1
-    say(f"2. {name} uses the new password (deployed, postfix reloaded); mail waits in its queue until step 3")
+    if in_use != "new":
+        say(f"{outcome}, and {name} could not say which password it uses: {unknown}. The keyring holds the new "
+            f"password; {name}'s map holds the old one, the new one or neither; the mail server has the old one. "
+            "Change nothing on the mail server yet: deploy again until it succeeds (that puts the keyring's "
+            f"password on {name}), then set the new one on the mail server; nullclient secret show {hosts_option} "
+            "--reveal shows it")  # fmt: skip
+        return 1
+    if deployed:
+        say(f"2. {name} uses the new password (deployed, postfix reloaded; its password map holds it, asked of "
+            f"{name}); mail waits in its queue until step 3")  # fmt: skip
+    else:
+        say(f"2. the deploy failed after {name} switched (see above): {name}'s password map holds the new "
+            "password, and so does the keyring; mail waits in its queue until step 3. The rotation goes on; "
+            f"fix what failed afterwards and deploy {name} again")  # fmt: skip
     if from_stdin:
         say(f"3. set the password of {entry.user} on your mail server to the one you gave")
     else:
@@ -284,13 +339,17 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     del old, new
     if not yes and not confirm("Press Enter once the mail server has the new password (Ctrl-C stops) "):
         say(f"not confirmed: {name} already uses the new password; once the server has it, run: "
-            f"nullclient verify {name} --test-mail")  # fmt: skip
+            f"nullclient verify {hosts_option} --test-mail")  # fmt: skip
         return 1
     say("4. flushing the queue")
     if run_pyinfra(target, FLUSH).returncode != 0:
         return 1
     say(f"== verifying {name}")
-    return verify(target, test_mail_timeout)
+    verified = verify(target, test_mail_timeout)
+    if not deployed:
+        say(f"the password is rotated, but the deploy of {name} failed (see above): fix that and deploy again")
+        return 1
+    return verified
 
 
 def remove(target: Target, mode: str, forget_password: bool) -> int:
