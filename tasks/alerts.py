@@ -35,6 +35,17 @@ SERVICE_UNIT = "/etc/systemd/system/postfix-nullclient-watchdog.service"
 TIMER_UNIT = f"/etc/systemd/system/{TIMER_NAME}"
 TIMER_LINK = f"/etc/systemd/system/timers.target.wants/{TIMER_NAME}"  # what `systemctl enable` makes
 PERIODIC = "/etc/periodic/15min/postfix-nullclient-watchdog"  # OpenRC: crond's run-parts
+# The watchdog's limits: what local users control (the queue's content, their session bus) can neither
+# stop it nor make it repeat without bound. A whole run ends within RUN_SECONDS (systemd's
+# TimeoutStartSec, or `timeout` under crond), so the next one starts; each desktop notification, the
+# only part that talks to something a user owns, within NOTIFY_SECONDS. What it tells: at most
+# SHOWN_REASONS of Postfix's distinct reasons, each at most REASON_LENGTH characters, then how many
+# more; at most JOURNAL_DETAILS journal lines about single messages.
+RUN_SECONDS = 120
+NOTIFY_SECONDS = 5
+SHOWN_REASONS = 5
+REASON_LENGTH = 200
+JOURNAL_DETAILS = 10
 UPGRADES_PACKAGE = "unattended-upgrades"
 UPGRADES_MAIL_CONF = "/etc/apt/apt.conf.d/51postfix-nullclient-mail"  # after the package's 50unattended-upgrades
 
@@ -59,19 +70,28 @@ class HostFile:
         return base64.b64encode(self.content.encode()).decode()
 
 
-def watchdog_files(settings: Settings, init: str) -> list[HostFile]:
-    """The watchdog script and what runs it: a systemd service and timer, or crond's 15-minute directory."""
-    script = render_script(
+def watchdog_script(settings: Settings, state_dir: str = WATCHDOG_STATE, motd_file: str = MOTD) -> str:
+    """The watchdog itself, a POSIX sh script; other directories than the host's only for tests."""
+    return render_script(
         "watchdog",
         threshold=settings.watchdog_threshold,
         threshold_text=duration_text(settings.watchdog_threshold),
-        state_dir=WATCHDOG_STATE,
-        motd_file=MOTD,
+        state_dir=state_dir,
+        motd_file=motd_file,
+        notify_seconds=NOTIFY_SECONDS,
+        shown_reasons=SHOWN_REASONS,
+        reason_length=REASON_LENGTH,
+        journal_details=JOURNAL_DETAILS,
     )
-    files = [HostFile(WATCHDOG, script, "0755")]
+
+
+def watchdog_files(settings: Settings, init: str) -> list[HostFile]:
+    """The watchdog script and what runs it: a systemd service and timer, or crond's 15-minute directory."""
+    files = [HostFile(WATCHDOG, watchdog_script(settings), "0755")]
     if init == "systemd":
         interval = settings.watchdog_interval
-        files.append(HostFile(SERVICE_UNIT, render_template("watchdog.service.j2", watchdog=WATCHDOG)))
+        service = render_template("watchdog.service.j2", watchdog=WATCHDOG, run_seconds=RUN_SECONDS)
+        files.append(HostFile(SERVICE_UNIT, service))
         files.append(
             HostFile(
                 TIMER_UNIT,
@@ -79,7 +99,8 @@ def watchdog_files(settings: Settings, init: str) -> list[HostFile]:
             )
         )
     else:
-        files.append(HostFile(PERIODIC, render_template("watchdog.periodic.j2", watchdog=WATCHDOG), "0755"))
+        periodic = render_template("watchdog.periodic.j2", watchdog=WATCHDOG, run_seconds=RUN_SECONDS)
+        files.append(HostFile(PERIODIC, periodic, "0755"))
     return files
 
 

@@ -1,7 +1,11 @@
 """The alert sources and the queue watchdog: settings, rendered files, and when the operations act."""
 
+import json
 import shutil
 import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -81,9 +85,11 @@ def test_watchdog_is_a_timer_on_systemd_and_crond_periodic_on_openrc():
     assert "threshold=5400\n" in systemd[alerts.WATCHDOG].content
     assert "OnUnitActiveSec=300s" in systemd[alerts.TIMER_UNIT].content
     assert f"ExecStart={alerts.WATCHDOG}" in systemd[alerts.SERVICE_UNIT].content
+    assert f"\nTimeoutStartSec={alerts.RUN_SECONDS}s\n" in systemd[alerts.SERVICE_UNIT].content
     openrc = {f.path: f for f in alerts.watchdog_files(settings(), "openrc")}
     assert sorted(openrc) == sorted([alerts.WATCHDOG, alerts.PERIODIC])
     assert openrc[alerts.PERIODIC].mode == "0755"
+    assert f"\nexec timeout {alerts.RUN_SECONDS} {alerts.WATCHDOG}\n" in openrc[alerts.PERIODIC].content
 
 
 def test_watchdog_changes_only_what_differs_or_everything_when_the_timer_is_off():
@@ -142,3 +148,119 @@ def test_status_counts_stuck_mail_and_names_the_oldest_deferred_reason():
     fine = summary("torres.example.net", NullClientStatus().process(["now 5"]), 3600, False, "NOT current: x")
     assert fine["stuck"] == 0
     assert status_line(fine) == "torres.example.net: ok    queue 0; watchdog never ran; configuration NOT current: x"
+
+
+# --- the watchdog's bounds, on this machine: the rendered script with a fake postqueue and logger ------
+#
+# The script runs as it does on a host; only postqueue (the queue's JSON, as Postfix prints it) and
+# logger (which here records its arguments instead of writing to a journal) come first on its PATH. A
+# logger that the kernel cannot start with too long an argument fails here as it does on a host.
+
+FAKE_POSTQUEUE = '#!/bin/sh\nexec cat "$(dirname "$0")/queue.json"\n'
+FAKE_LOGGER = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$(dirname "$0")/journal"\n'
+
+
+def queue_entry(queue_id: str, age: int, recipients: list[dict], sender: str = "torres@example.net") -> str:
+    """One message as `postqueue -j` prints it: one JSON object on one line, in Postfix's key order."""
+    entry = {
+        "queue_name": "deferred",
+        "queue_id": queue_id,
+        "arrival_time": int(time.time()) - age,
+        "message_size": 1234,
+        "forced_expire": False,
+        "sender": sender,
+        "recipients": recipients,
+    }
+    return json.dumps(entry)
+
+
+@dataclass
+class WatchdogRun:
+    motd: str
+    journal: list[str]  # what logger was asked to write, one call a line
+    seconds: float
+
+
+def run_watchdog(tmp_path: Path, queue: list[str]) -> WatchdogRun:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, content in {"postqueue": FAKE_POSTQUEUE, "logger": FAKE_LOGGER}.items():
+        (bin_dir / name).write_text(content)
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "queue.json").write_text("".join(f"{line}\n" for line in queue))
+    (bin_dir / "journal").unlink(missing_ok=True)
+    motd = tmp_path / "motd.d" / "postfix-nullclient"
+    script = alerts.watchdog_script(settings(watchdog_threshold="5s"), str(tmp_path / "state"), str(motd))
+    assert script.count("\nPATH=") == 1
+    (tmp_path / "watchdog").write_text(script.replace("\nPATH=", f"\nPATH={bin_dir}:"))
+    started = time.monotonic()
+    subprocess.run(["sh", str(tmp_path / "watchdog")], check=True, timeout=60)
+    journal = bin_dir / "journal"
+    return WatchdogRun(
+        motd.read_text() if motd.exists() else "",
+        journal.read_text().splitlines() if journal.exists() else [],
+        time.monotonic() - started,
+    )
+
+
+def test_a_flood_of_distinct_reasons_leaves_a_short_login_message_and_a_journal_summary(tmp_path):
+    # 8,000 messages, each to its own address and deferred for a reason of its own.
+    queue = [
+        queue_entry(f"4Q{n:09X}", 600 + n, [{"address": f"user{n}@example.org", "delay_reason": f"451 4.3.0 try #{n}"}])
+        for n in range(8000)
+    ]
+
+    run = run_watchdog(tmp_path, queue)
+
+    print(run.motd)
+    lines = run.motd.splitlines()
+    assert len(lines) == 2 + alerts.SHOWN_REASONS + 2, run.motd
+    assert lines[0].startswith("*** postfix-nullclient: 8000 message(s) have waited longer than 5s")
+    assert lines[2:7] == [f"***   451 4.3.0 try #{n}" for n in range(5)]
+    assert lines[7] == "***   and 7995 more (postqueue -p lists them all)"
+    assert "@example.org" not in run.motd  # reasons only, never addresses
+    # The journal: one line for each of the first messages, then the summary, all of them short.
+    assert len(run.journal) == alerts.JOURNAL_DETAILS + 1, run.journal[-1][:300]
+    assert run.journal[0].endswith("4Q000000000 to <user0@example.org> has waited 10m: 451 4.3.0 try #0")
+    summary = run.journal[-1]
+    assert "-p mail.warning" in summary and "8000 message(s) have waited longer than 5s" in summary
+    assert summary.endswith("; and 7995 more (postqueue -p lists them all)")
+    assert max(len(line) for line in run.journal) < 2000
+    assert run.seconds < 20
+
+
+def test_the_same_reasons_in_another_order_are_the_same_problem_and_told_once(tmp_path):
+    queue = [queue_entry(f"ID{n}", 60, [{"address": "root", "delay_reason": f"reason {n}"}]) for n in range(50)]
+    first = run_watchdog(tmp_path, queue)
+    again = run_watchdog(tmp_path, list(reversed(queue)))
+    other = run_watchdog(tmp_path, [*queue, queue_entry("ID50", 60, [{"address": "root", "delay_reason": "new"}])])
+
+    assert len(first.journal) == alerts.JOURNAL_DETAILS + 1
+    assert again.journal == []
+    assert other.journal[-1].endswith("; and 46 more (postqueue -p lists them all)")
+
+
+def test_strings_in_the_queue_cannot_fake_a_reason_or_reach_the_terminal(tmp_path):
+    # A local user chooses addresses: here ones that spell JSON of their own, with escaped quotes and
+    # backslashes. Postfix's reason may hold quotes, backslashes and escaped control characters.
+    forged = '", "delay_reason": "FORGED", "x": "\\'
+    long_reason = "452 4.2.2 mailbox full " + "x" * 300
+    queue = [
+        queue_entry(
+            "AAA",
+            60,
+            [{"address": f"{forged}@example.org", "delay_reason": 'said: 451 "greylisted" \\ see \x1b[31mred'}],
+            sender=forged,
+        ),
+        queue_entry("BBB", 60, [{"address": "a@example.org", "delay_reason": long_reason}, {"address": "b"}]),
+    ]
+
+    run = run_watchdog(tmp_path, queue)
+
+    print(run.motd)
+    assert "FORGED" not in run.motd
+    assert '***   said: 451 "greylisted" \\ see ?[31mred\n' in run.motd
+    assert f"***   {long_reason[:197]}...\n" in run.motd
+    assert "***   waiting for its first delivery attempt\n" in run.motd
+    assert "\x1b" not in run.motd and "\x1b" not in "".join(run.journal)
+    assert "2 message(s) have waited longer than 5s" in run.journal[-1]
