@@ -21,7 +21,7 @@ from pyinfra.api.operation import OperationMeta
 
 from postfix_nullclient import alerts, mail_systems, packages, postfix
 from postfix_nullclient.distro import UnsupportedHost, look_at
-from postfix_nullclient.render import meaning, render_files
+from postfix_nullclient.render import meaning, render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, settings_for
 from postfix_nullclient.spec import DEFAULTS
 from postfix_nullclient.summary import record_of, refuse
@@ -50,7 +50,7 @@ def deploy_null_client() -> OperationMeta:
     if isinstance(settings, Refusal):
         return _refuse(record, str(settings))
     try:
-        found, family = look_at(host, settings.mail_package)
+        found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     except UnsupportedHost as error:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "))
     if problem := packages.mail_package_problem(settings, family):

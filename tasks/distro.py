@@ -12,10 +12,10 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient import alerts
-from postfix_nullclient.facts import HostState, NullClientHost
+from postfix_nullclient.facts import HostState, NullClientHost, secret_digests
 from postfix_nullclient.mail_systems import HELD_DIR, MAIL_SYSTEMS
 from postfix_nullclient.mail_systems import PACKAGES as OTHER_MAIL_PACKAGES
-from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family
+from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family, ManagedFile
 
 
 class UnsupportedHost(PyinfraError):
@@ -58,7 +58,8 @@ def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
     }
 
 
-def look_at(host: Any, mail_package: str | None = None) -> tuple[HostState, Family]:
-    """The deploy's one look at a host (a single remote command) and the host's family."""
-    found = host.get_fact(NullClientHost, **fact_arguments(mail_package))
+def look_at(host: Any, mail_package: str | None = None, secrets: list[ManagedFile] = ()) -> tuple[HostState, Family]:
+    """The deploy's one look at a host (a single remote command) and the host's family; `secrets`:
+    the secret files the deploy would write, which the host compares with its own (facts.secret_digests)."""
+    found = host.get_fact(NullClientHost, **fact_arguments(mail_package), _stdin=secret_digests(list(secrets)))
     return found, family_of(host.name, found)

@@ -1,17 +1,19 @@
 """One fact that tells everything the deploy needs about a host, in a single remote command.
 
 A no-change run costs this one command: file contents and hashes, map freshness, packages,
-service state, FQDN and IPv6. The secret map is only ever hashed here, never read back.
+service state, FQDN and IPv6. The secret map is never read back: the deploy sends the SHA-256 of what
+it would write on the command's stdin (`secret_digests`), and the host says only whether it is the same.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
-from postfix_nullclient.model import APPLYING_MARK
+from postfix_nullclient.model import APPLYING_MARK, ManagedFile
 from postfix_nullclient.render import render_script
 
 
@@ -25,7 +27,8 @@ class HostState:
     fqdn: str = ""
     ipv6: bool = False
     contents: dict[str, str] = field(default_factory=dict)  # plain files, by name
-    sha256: dict[str, str] = field(default_factory=dict)  # secret files, by name
+    sha256: dict[str, str] = field(default_factory=dict)  # the alert sources' files, by path
+    secrets_same: set[str] = field(default_factory=set)  # secret files that hold what the deploy sent the digest of
     modes: dict[str, str] = field(default_factory=dict)  # secret files, fresh databases: "owner:group:mode"
     fresh_maps: dict[str, str] = field(default_factory=dict)  # map -> its database's "owner:group:mode"
     database_type: str | None = None
@@ -73,6 +76,8 @@ class NullClientHost(FactBase[HostState]):
             key, _, value = line.partition(" ")
             if _is_sha256(key):  # sha256sum: "DIGEST  NAME"
                 state.sha256[value.lstrip(" *")] = key
+            elif key == "secret_same":
+                state.secrets_same.add(value.strip())
             elif key == "os":
                 os_id, version, *like = value.split(" ")
                 state.os_id, state.os_version, state.os_like = os_id, version, [w for w in like if w]
@@ -112,6 +117,30 @@ class NullClientHost(FactBase[HostState]):
                 state.watchdog_enabled = True
         state.fresh_maps = {name: state.modes.get(database, "") for name, database in databases.items()}
         return state
+
+
+class SecretDigests:
+    """The fact's stdin: "NAME DIGEST" for each secret file the deploy would write. pyinfra reads a
+    buffer's lines (readlines), and prints a fact's arguments at -vvv with str(): that shows *MASKED*."""
+
+    def __init__(self, files: list[ManagedFile]) -> None:
+        self.lines = [f"{f.name} {f.sha256}\n" for f in files if f.secret]
+
+    def readlines(self) -> list[str]:
+        return list(self.lines)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.lines)
+
+    def __str__(self) -> str:
+        return "*MASKED*"
+
+    __repr__ = __str__
+
+
+def secret_digests(files: list[ManagedFile]) -> SecretDigests:
+    """The stdin of the fact for `files`: never on a command line or in pyinfra's output."""
+    return SecretDigests(files)
 
 
 def _is_sha256(word: str) -> bool:

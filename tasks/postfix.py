@@ -36,7 +36,7 @@ class Plan:
 def differs(wanted: ManagedFile, found: HostState) -> bool:
     if wanted.secret:
         owner_mode = found.modes.get(wanted.name)
-        return found.sha256.get(wanted.name) != wanted.sha256 or owner_mode != SECRET_STAT
+        return wanted.name not in found.secrets_same or owner_mode != SECRET_STAT
     return found.contents.get(wanted.name) != wanted.content
 
 

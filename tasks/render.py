@@ -134,10 +134,27 @@ def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: st
         "extra_aliases": settings.extra_aliases,
         "local_domains": local_domains(myhostname),
     }
+    secrets = {f.name: f for f in render_secret_files(settings)}
     files = []
     for layout in LAYOUT:
-        template = _environment.get_template(f"{layout.name}.j2")
-        secret = {"password": settings.password.unmask()} if layout.secret else {}
-        content = template.render(variables | secret)
+        if layout.secret:
+            files.append(secrets[layout.name])
+            continue
+        content = _environment.get_template(f"{layout.name}.j2").render(variables)
         files.append(ManagedFile(layout.name, content, layout.mode, layout.secret, layout.hashed_map))
     return files
+
+
+def render_secret_files(settings: Settings) -> list[ManagedFile]:
+    """The secret files alone (the password map), which need nothing of the host: the deploy sends their
+    digest to the host's fact before it knows the host."""
+    variables = {
+        "relayhost": settings.relayhost,
+        "smtp_user": settings.smtp_user,
+        "password": settings.password.unmask(),
+    }
+    return [
+        ManagedFile(f.name, _environment.get_template(f"{f.name}.j2").render(variables), f.mode, f.secret, f.hashed_map)
+        for f in LAYOUT
+        if f.secret
+    ]

@@ -5,14 +5,13 @@ pyinfra's own @fake connector answering the one fact with a host state.
 """
 
 import base64
-import hashlib
 import re
 from pathlib import Path
 
 import pytest
 
 from postfix_nullclient import alerts
-from postfix_nullclient.render import render_files
+from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Settings
 from tests.conftest import run_pyinfra, store_password
 from tests.support.settings import make_settings
@@ -27,13 +26,15 @@ def host_settings(name: str, password: str, relay_port: int = 587) -> Settings:
     return make_settings(f"@fake/{name}", password, relay_port=relay_port)
 
 
-def configured_host_answer(settings: Settings, fqdn: str) -> list[str]:
-    """What the fact prints on a host that this deploy already configured with `settings`."""
+def configured_host_answer(settings: Settings, fqdn: str, secret_same: bool = True) -> list[str]:
+    """What the fact prints on a host that this deploy already configured with `settings`; with
+    secret_same False, the host's password map holds another password than the deploy's."""
     lines = ["os debian 12", f"fqdn {fqdn}", "ipv6 no", "database_type hash", "init systemd"]
     lines += ["running yes", "enabled yes"]
     for managed in render_files(settings, fqdn, False, "/etc/ssl/certs/ca-certificates.crt"):
         if managed.secret:
-            lines += [f"{managed.sha256}  {managed.name}", f"mode {managed.name} root:root:600"]
+            lines += [f"secret_same {managed.name}"] if secret_same else []
+            lines += [f"mode {managed.name} root:root:600"]
             lines += [f"map_fresh {managed.name} {managed.name}.db", f"mode {managed.name}.db root:root:600"]
         else:
             lines.append(f"content {managed.name} {base64.b64encode(managed.content.encode()).decode()}")
@@ -195,8 +196,9 @@ def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env
 def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of_it(env, tmp_path):
     old_password, new_password = "old-Pa55 word#1", "new-Pa55 word#2"
     store_password(env, SERVICE, "torres@example.net", new_password)
-    answer = configured_host_answer(host_settings("torres", old_password), "torres.example.net")
+    answer = configured_host_answer(host_settings("torres", old_password), "torres.example.net", secret_same=False)
     inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
+    [new_map] = render_secret_files(host_settings("torres", new_password))
 
     run = run_pyinfra(env, tmp_path, inventory, "--dry", "--diff", "-vvv")
 
@@ -204,13 +206,17 @@ def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of
     assert "Will change sasl_passwd: the secret changed (content not shown)" in run.output
     assert "sasl_passwd (secret)" in run.output
     assert old_password not in run.output and new_password not in run.output
-    assert hashlib.sha256(f"x:{new_password}".encode()).hexdigest()[:8] not in run.output
+    # The host compares the map with the digest it gets on the fact's stdin; it never leaves the stdin.
+    [fact] = run.commands["@fake/torres"]
+    assert f"sasl_passwd {new_map.sha256}" in str(fact["stdin"])
+    assert new_map.sha256 not in run.output and new_map.sha256 not in fact["command"]
     assert [c["command"] for c in run.commands["@fake/torres"]] == [run.commands["@fake/torres"][0]["command"]]
 
 
 def test_dry_diff_of_a_setting_change_shows_the_file_diff_and_changes_nothing(env, tmp_path):
     store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
-    answer = configured_host_answer(host_settings("torres", AWKWARD_PASSWORD), "torres.example.net")
+    # The password map's key follows the relayhost: the host finds the map differs from the deploy's.
+    answer = configured_host_answer(host_settings("torres", AWKWARD_PASSWORD), "torres.example.net", secret_same=False)
     inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
 
     run = run_pyinfra(env, tmp_path, inventory, "--dry", "--diff", "--data", "relay_port=465")

@@ -17,13 +17,14 @@ from postfix_nullclient.model import APPLYING_MARK, CONFIG_DIR
 MAIN_CF = "# a comment\nrelayhost = [mail.example.net]:587\n\twith a tab, ünïcode and a trailing newline\n"
 
 
-def look(conf: Path, packages: list[str], path: str | None = None) -> tuple[list[str], object]:
-    """Run the fact's command with `conf` in place of /etc/postfix; return its lines and what process() made."""
+def look(conf: Path, packages: list[str], path: str | None = None, stdin: str = "") -> tuple[list[str], object]:
+    """Run the fact's command with `conf` in place of /etc/postfix, `stdin` the deploy's digests of the
+    secret files; return its lines and what process() made."""
     command = NullClientHost().command(packages=packages)
     assert f"conf={CONFIG_DIR}\n" in command
     command = command.replace(f"conf={CONFIG_DIR}\n", f"conf={conf}\n")
     env = {**os.environ, "PATH": path} if path else None
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True, check=True, env=env)
     lines = out.stdout.splitlines()
     return lines, NullClientHost().process(lines)
 
@@ -38,10 +39,13 @@ def test_contents_hashes_modes_and_map_freshness(tmp_path):
     database.chmod(0o640)
     os.utime(secret, (1_000_000, 1_000_000))  # the map is older than its database: fresh
 
-    lines, found = look(tmp_path, ["dpkg", "no-such-package-here"])
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+
+    lines, found = look(tmp_path, ["dpkg", "no-such-package-here"], stdin=f"sasl_passwd {digest}\n")
 
     assert found.contents == {"main.cf": MAIN_CF}  # virtual_alias is absent, so not reported
-    assert found.sha256 == {"sasl_passwd": hashlib.sha256(secret.read_bytes()).hexdigest()}
+    assert found.secrets_same == {"sasl_passwd"}
+    assert not any(digest in line for line in lines), "the digest never leaves the host"
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
     assert found.modes == {"sasl_passwd": f"{user}:{group}:600", "sasl_passwd.db": f"{user}:{group}:640"}
@@ -52,6 +56,18 @@ def test_contents_hashes_modes_and_map_freshness(tmp_path):
     assert found.ipv6 == (inet6.exists() and any(line.split()[-1] == "lo" for line in inet6.read_text().splitlines()))
     # This machine is a Debian: dpkg is installed, an unknown package is not.
     assert found.packages == {"dpkg"}
+
+
+@pytest.mark.parametrize("stdin", ["", "sasl_passwd " + "0" * 64 + "\n", "main.cf x\nsasl_passwd\n", "../x y\n"])
+def test_a_secret_map_is_the_same_only_for_its_own_digest_and_the_digest_never_leaves(tmp_path, stdin):
+    secret = tmp_path / "sasl_passwd"
+    secret.write_text("[mail.example.net]:587 torres@example.net:pass word\n")
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+
+    lines, found = look(tmp_path, ["dpkg"], stdin=stdin)
+
+    assert found.secrets_same == set()
+    assert not any(digest in line for line in lines)
 
 
 def test_a_map_newer_than_its_database_is_stale(tmp_path):
@@ -74,7 +90,8 @@ def test_process_reads_each_package_manager_and_the_service_lines():
             "dpkg un  mailx",
             "dpkg rc  bsd-mailx",
             "package cyrus-sasl-plain",
-            "a" * 64 + "  sasl_passwd",
+            "secret_same sasl_passwd",
+            "b" * 64 + "  /usr/local/lib/postfix-nullclient/watchdog",
             "map_fresh sasl_passwd sasl_passwd.lmdb",
             "mode sasl_passwd.lmdb root:root:600",
             "running yes",
@@ -84,7 +101,8 @@ def test_process_reads_each_package_manager_and_the_service_lines():
         ]
     )
     assert found.packages == {"postfix", "cyrus-sasl-plain"}
-    assert found.sha256 == {"sasl_passwd": "a" * 64}
+    assert found.secrets_same == {"sasl_passwd"}
+    assert found.sha256 == {"/usr/local/lib/postfix-nullclient/watchdog": "b" * 64}
     assert found.fresh_maps == {"sasl_passwd": "root:root:600"}
     assert found.running and found.enabled and found.init == "openrc"
     assert found.contents == {"main.cf": "x = 1\n"}

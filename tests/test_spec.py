@@ -166,9 +166,7 @@ def test_any_value_of_any_type_is_parsed_or_refused_by_name_never_a_crash(settin
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(host_data(), passwords)
-@example(
-    {**BASE, "sender_address": "ops$1@example.net", "extra_aliases": {"bob": "b$$/ob@example.org"}}, "pa$$ word"
-)
+@example({**BASE, "sender_address": "ops$1@example.net", "extra_aliases": {"bob": "b$$/ob@example.org"}}, "pa$$ word")
 def test_any_accepted_settings_render_a_main_cf_that_sets_exactly_what_the_deploy_means(data, password):
     found, problems = check_host(HOST, data)
     assert found, problems

@@ -13,9 +13,10 @@ from pyinfra import host, state
 
 from postfix_nullclient import alerts
 from postfix_nullclient.distro import UnsupportedHost, fact_arguments, family_of
+from postfix_nullclient.facts import secret_digests
 from postfix_nullclient.nullclient.queue_status import NullClientStatus, summary
 from postfix_nullclient.postfix import plan
-from postfix_nullclient.render import render_files
+from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, SettingsError, check_host, settings_for
 from postfix_nullclient.spec import BY_NAME, DEFAULTS
 
@@ -47,7 +48,10 @@ except SettingsError:  # every host refused: the queue is still worth showing
     settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
 plain, _ = check_host(host.name, host.data)
 threshold = plain.watchdog_threshold if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
-status = host.get_fact(NullClientStatus, **fact_arguments(host.data.get("mail_package")))
+# The password map is compared on the host with what the deploy would write (facts.secret_digests).
+secrets = [] if isinstance(settings, Refusal) else render_secret_files(settings)
+arguments = fact_arguments(host.data.get("mail_package"))
+status = host.get_fact(NullClientStatus, **arguments, _stdin=secret_digests(secrets))
 current, detail = configuration(settings, status.found)
 
 report = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"

@@ -26,7 +26,7 @@ from postfix_nullclient.nullclient.checks import (
     send_test_mail,
 )
 from postfix_nullclient.postfix import plan
-from postfix_nullclient.render import render_files
+from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, settings_for
 
 REPORT = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
@@ -36,7 +36,7 @@ def host_checks() -> list[Check]:
     settings = settings_for(state, host)
     if isinstance(settings, Refusal):  # what the deploy would refuse cannot be compared with the host
         return [Check("settings", False, str(settings))]
-    found, family = look_at(host, settings.mail_package)
+    found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     health = host.get_fact(NullClientHealth)
     return [

@@ -6,14 +6,18 @@ name, the host exactly as before); a staged configuration whose meaning differs 
 (made here, sent as the deploy sends it: refused on the host, the old configuration keeps running);
 and, for settings that Hypothesis draws from what the spec must accept, the host's own postconf and
 postmap read the rendered files back as the deploy meant them (the apply script's check, rendered
-alone).
+alone). Last, the password map against a local user and pyinfra's own output: a rotation at
+-vvv --debug shows nothing derived from the password, and a database that an earlier setup left
+readable, held open by a local user, never gets the new one.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import shlex
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,9 +25,10 @@ from pyinfra.api import HiddenValue
 
 from postfix_nullclient.model import ManagedFile
 from postfix_nullclient.postfix import Plan, apply_script
-from postfix_nullclient.render import meaning, render_files, render_script
+from postfix_nullclient.render import meaning, render_files, render_script, render_secret_files
 from postfix_nullclient.settings import Settings, check_host
-from tests.e2e.conftest import Workstation, lab_host_data, run_deploy, write_inventory
+from tests.conftest import store_password
+from tests.e2e.conftest import SERVICE, Workstation, lab_host_data, run_deploy, write_inventory
 from tests.support.strategies import host_data, passwords
 
 DEBIAN_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -49,9 +54,9 @@ def hs1(make_workstations, keyring_env, tmp_path_factory) -> Workstation:
     return workstation
 
 
-def deploy_with(env: dict[str, str], workstation: Workstation, directory, **data: object):
+def deploy_with(env: dict[str, str], workstation: Workstation, directory, *args: str, **data: object):
     inventory = write_inventory(directory / "inventory.py", [(workstation.fqdn, lab_host_data(workstation, **data))])
-    return run_deploy(env, str(inventory))
+    return run_deploy(env, str(inventory), *args)
 
 
 def host_state(workstation: Workstation) -> str:
@@ -164,3 +169,54 @@ def test_any_settings_the_spec_accepts_mean_to_the_hosts_postfix_what_the_deploy
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def new_password(workstation: Workstation, env: dict[str, str]) -> str:
+    """A new password for the workstation, in the keyring and on the relay, as the owner rotates it."""
+    from lab import smarthost
+    from lab.config import STATE_DIR
+
+    password = f"pw-new-{uuid.uuid4().hex}"
+    store_password(env, SERVICE, workstation.smtp_user, password)
+    smarthost.set_account(STATE_DIR, workstation.smtp_user, password)
+    workstation.password = password
+    return password
+
+
+def test_no_value_derived_from_the_password_is_in_pyinfras_output_at_any_verbosity(hs1, keyring_env, tmp_path):
+    password = new_password(hs1, keyring_env)
+    [secret_map] = render_secret_files(deployed_settings(hs1))
+    login = f"{hs1.smtp_user}:{password}".encode()
+
+    run = deploy_with(keyring_env, hs1, tmp_path, "-vvv", "--debug")
+
+    assert run.returncode == 0, run.output
+    assert "sasl_passwd (secret)" in run.output, "the map changed, so its content travelled"
+    content = secret_map.content.encode()
+    derived = [password, base64.b64encode(password.encode()).decode(), base64.b64encode(login).decode()]
+    derived += [base64.b64encode(content).decode()]
+    derived += [hashlib.new(kind, data).hexdigest() for kind in ("sha256", "sha1", "md5") for data in (content, login)]
+    for value in derived:
+        assert value not in run.output, f"{value[:12]}... is in the output"
+
+
+def test_a_database_left_readable_and_held_open_never_gets_the_new_password(hs1, keyring_env, tmp_path):
+    database = "/etc/postfix/sasl_passwd.db"
+    hs1.run(f"chmod 0644 {database}; rm -f /tmp/hs-go /tmp/hs-read")
+    inode = hs1.run(f"stat -c %i {database}").stdout
+    # A local user opens the database while it is readable, and reads it through that descriptor later.
+    reader = f"exec 3<{database}; while [ ! -e /tmp/hs-go ]; do sleep 0.1; done; cat <&3 > /tmp/hs-read"
+    hs1.run(f"setsid -f setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c {shlex.quote(reader)} "
+            "</dev/null >/dev/null 2>&1")  # fmt: skip
+    password = new_password(hs1, keyring_env)
+
+    run = deploy_with(keyring_env, hs1, tmp_path)
+    hs1.run("touch /tmp/hs-go; for _ in $(seq 50); do [ -s /tmp/hs-read ] && break; sleep 0.1; done")
+
+    assert run.returncode == 0, run.output
+    assert hs1.run("stat -c %U:%G:%a /etc/postfix/sasl_passwd.db").stdout.strip() == "root:root:600"
+    assert hs1.run(f"stat -c %i {database}").stdout != inode, "a new database, not the old one rewritten"
+    assert int(hs1.run("wc -c < /tmp/hs-read").stdout) > 0, "the reader read nothing: the test would prove nothing"
+    found = f"grep -c -a -F -e {shlex.quote(password)}"
+    assert hs1.run(f"{found} /tmp/hs-read", check=False).stdout.strip() == "0"
+    assert hs1.run(f"{found} {database}").stdout.strip() == "1"
