@@ -5,7 +5,7 @@ Everything that runs on a host is rendered from templates/ with this model (rend
 gives every script `script_context()`): the fact, the apply and remove scripts, verify's checks and
 the benchmark's commands. Each path, suffix, mode, tag or command of the host is written once: here,
 or beside its only user (the alert sources' files in alerts.py, the queues of other mail systems in
-mail_systems.py), which passes it to the templates. No template spells a host path of its own
+mail_systems.py), which passes it to the templates. No template spells one of them itself
 (tests/test_render.py checks it).
 """
 

@@ -166,3 +166,26 @@ def test_two_hosts_differ_only_where_they_should():
     )
     assert not any("torres" in content for content in kirk.values())
     assert torres["main.cf"].replace("torres", "kirk") == kirk["main.cf"]
+
+
+def test_no_template_spells_a_path_or_the_tag_that_the_model_declares():
+    """Each of these is declared once (model.py, alerts.py, mail_systems.py) and reaches the
+    templates as a variable: a template that spells one itself would depend on two spellings matching."""
+    from pathlib import Path
+
+    from postfix_nullclient import alerts, mail_systems, model
+
+    declared = [model.CONFIG_DIR, model.STATE_DIR, model.SENDMAIL, model.MESSAGE_TAG, mail_systems.HELD_DIR]
+    declared += [alerts.WATCHDOG, alerts.MOTD, alerts.SERVICE_UNIT, alerts.TIMER_UNIT, alerts.PERIODIC]
+    declared += [alerts.UPGRADES_MAIL_CONF, *(system.queue_dir for system in mail_systems.MAIL_SYSTEMS)]
+    declared += ["/var/spool/postfix"]  # Postfix's queue_directory: asked of postconf on the host
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    spelled = [
+        f"{path.relative_to(templates)}:{number}: {value}"
+        for path in sorted(templates.rglob("*.j2"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if not line.lstrip().startswith(("#", "//"))  # comments may name them for the reader
+        for value in declared
+        if value and value in line
+    ]
+    assert spelled == []
