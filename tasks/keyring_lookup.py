@@ -82,6 +82,19 @@ def read_passwords(entries: Iterable[Entry]) -> dict[Entry, str | None]:
     return {entry: backend.get_password(*entry) for entry in wanted}
 
 
+def read_each(entries: Iterable[Entry]) -> tuple[dict[Entry, str | None], dict[Entry, Exception]]:
+    """Each entry's password asked alone through keyring's own get_password, and what it raised for
+    those it could not read: after read_passwords failed, so that one bad entry refuses its hosts only."""
+    passwords: dict[Entry, str | None] = {}
+    failures: dict[Entry, Exception] = {}
+    for entry in dict.fromkeys(entries):
+        try:
+            passwords[entry] = keyring.get_password(*entry)
+        except Exception as error:  # any backend's error, reported with its host
+            failures[entry] = error
+    return passwords, failures
+
+
 def _is_secret_service(backend: Any) -> bool:
     try:
         from keyring.backends import SecretService

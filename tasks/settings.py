@@ -115,15 +115,20 @@ def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict
             ]
             for name, (service, user) in entries.items()
         }
-    except Exception as error:  # KeyringError, or whatever a backend raises (D-Bus, OS errors): refuse, not crash
-        return {}, {
-            name: [
-                f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "
-                f"{type(error).__name__}: {error}; unlock it and run again"
-            ]
-            for name, (service, user) in entries.items()
-        }
-    problems = {name: _password_problems(name, entry, passwords) for name, entry in entries.items()}
+    except Exception:  # KeyringError, or whatever a backend raises (D-Bus, OS errors): refuse, never crash
+        # The backend may fail for some entries only: each is asked alone, so that only its hosts are refused.
+        passwords, failures = keyring_lookup.read_each(entries.values())
+    else:
+        failures = {}
+    problems = {
+        name: [
+            f"{name}: the keyring could not be read (service {service!r}, user {user!r}): "
+            f"{type(failures[(service, user)]).__name__}: {failures[(service, user)]}; unlock it and run again"
+        ]
+        if (service, user) in failures
+        else _password_problems(name, (service, user), passwords)
+        for name, (service, user) in entries.items()
+    }
     with_password = {
         name: replace(settings, password=HiddenValue(passwords[entries[name]] or ""))
         for name, settings in good.items()

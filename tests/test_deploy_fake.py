@@ -228,3 +228,19 @@ def test_dry_diff_of_a_setting_change_shows_the_file_diff_and_changes_nothing(en
     assert "sasl_passwd (secret)" in run.output, "the map key follows the relayhost"
     assert AWKWARD_PASSWORD not in run.output
     assert len(run.commands["@fake/torres"]) == 1
+
+
+def test_a_keyring_backend_that_raises_refuses_only_the_hosts_it_cannot_read(env, tmp_path):
+    sealed = {**env, "PYTHON_KEYRING_BACKEND": "tests.support.keyrings.SealedForKirk"}
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": None, "kirk": None})
+
+    run = run_pyinfra(sealed, tmp_path, inventory, "-y")
+
+    assert run.returncode != 0
+    assert "Traceback" not in run.output
+    assert "@fake/kirk" not in run.commands
+    assert len(run.commands["@fake/torres"]) == 4, "the host whose entry could be read is deployed"
+    assert (
+        "@fake/kirk: refused, nothing was run on it: the keyring could not be read (service 'postfix-nullclient', "
+        "user 'kirk@example.net'): RuntimeError: the vault is sealed; unlock it and run again"
+    ) in run.output
