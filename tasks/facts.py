@@ -119,12 +119,12 @@ class NullClientHost(FactBase[HostState]):
         return state
 
 
-class SecretDigests:
-    """The fact's stdin: "NAME DIGEST" for each secret file the deploy would write. pyinfra reads a
-    buffer's lines (readlines), and prints a fact's arguments at -vvv with str(): that shows *MASKED*."""
+class HiddenStdin:
+    """A fact's stdin that pyinfra's output never shows: pyinfra prints a fact's arguments, _stdin
+    among them, at -vvv with str(), which here is *MASKED*; it sends the lines (readlines)."""
 
-    def __init__(self, files: list[ManagedFile]) -> None:
-        self.lines = [f"{f.name} {f.sha256}\n" for f in files if f.secret]
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
 
     def readlines(self) -> list[str]:
         return list(self.lines)
@@ -138,9 +138,9 @@ class SecretDigests:
     __repr__ = __str__
 
 
-def secret_digests(files: list[ManagedFile]) -> SecretDigests:
-    """The stdin of the fact for `files`: never on a command line or in pyinfra's output."""
-    return SecretDigests(files)
+def secret_digests(files: list[ManagedFile]) -> HiddenStdin:
+    """The stdin of the fact: "NAME DIGEST" for each secret file the deploy would write."""
+    return HiddenStdin([f"{f.name} {f.sha256}\n" for f in files if f.secret])
 
 
 def _is_sha256(word: str) -> bool:

@@ -27,11 +27,12 @@ from postfix_nullclient.nullclient.targets import (
 from postfix_nullclient.nullclient.terminal import printable
 
 HERE = Path(__file__).resolve().parent
-VERIFY = HERE / "verify.py"
+# The operator commands' deploys, as pyinfra takes a deploy function: "module.function".
+VERIFY = "postfix_nullclient.nullclient.verify.verify"
 REMOVE = HERE / "remove.py"
-FLUSH = HERE / "flush.py"
-STATUS = HERE / "status.py"
-PASSWORD_CHECK = HERE / "password_check.py"
+FLUSH = "postfix_nullclient.nullclient.flush.flush"
+STATUS = "postfix_nullclient.nullclient.status.status"
+PASSWORD_CHECK = "postfix_nullclient.nullclient.password_check.map_password"
 
 
 def say(text: str = "", out: TextIO | None = None) -> None:

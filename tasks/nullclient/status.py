@@ -1,20 +1,21 @@
-"""pyinfra deploy file of `nullclient status`: one command per host, a JSON report per host.
+"""The deploy of `nullclient status`: one command per host, a JSON report per host.
 
-Run by nullclient.commands with `--data nullclient_report=DIR`. Changes nothing. "Configuration
+Run by nullclient.commands as `pyinfra INVENTORY postfix_nullclient.nullclient.status.status` with
+`--data nullclient_report=DIR`. Changes nothing. "Configuration
 current" is the deploy's own judgement: the same settings (keyring included), the same fact, the
 same rendered files and the same plans.
 """
 
-import hashlib
 import json
-from pathlib import Path
 
 from pyinfra import host, state
+from pyinfra.api import deploy
 
 from postfix_nullclient import alerts
 from postfix_nullclient.distro import UnsupportedHost, fact_arguments, family_of
 from postfix_nullclient.facts import secret_digests
 from postfix_nullclient.nullclient.queue_status import NullClientStatus, summary
+from postfix_nullclient.nullclient.reports import report_path
 from postfix_nullclient.postfix import plan
 from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, SettingsError, check_host, settings_for
@@ -42,17 +43,21 @@ def configuration(settings, found) -> tuple[bool | None, str]:
     return True, "current"
 
 
-try:
-    settings = settings_for(state, host)
-except SettingsError:  # every host refused: the queue is still worth showing
-    settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
-plain, _ = check_host(host.name, host.data)
-threshold = plain.watchdog_threshold if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
-# The password map is compared on the host with what the deploy would write (facts.secret_digests).
-secrets = [] if isinstance(settings, Refusal) else render_secret_files(settings)
-arguments = fact_arguments(host.data.get("mail_package"))
-status = host.get_fact(NullClientStatus, **arguments, _stdin=secret_digests(secrets))
-current, detail = configuration(settings, status.found)
+@deploy("nullclient status")
+def status() -> None:
+    """One command per host: the queue, the watchdog and whether the configuration is current."""
+    try:
+        settings = settings_for(state, host)
+    except SettingsError:  # every host refused: the queue is still worth showing
+        settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
+    plain, _ = check_host(host.name, host.data)
+    threshold = (
+        plain.watchdog_threshold if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
+    )
+    # The password map is compared on the host with what the deploy would write (facts.secret_digests).
+    secrets = [] if isinstance(settings, Refusal) else render_secret_files(settings)
+    arguments = fact_arguments(host.data.get("mail_package"))
+    status = host.get_fact(NullClientStatus, **arguments, _stdin=secret_digests(secrets))
+    current, detail = configuration(settings, status.found)
 
-report = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
-report.write_text(json.dumps(summary(host.name, status, threshold, current, detail)))
+    report_path().write_text(json.dumps(summary(host.name, status, threshold, current, detail)))

@@ -1,14 +1,15 @@
-"""pyinfra deploy file of `nullclient verify`: look at each host, change nothing, write a report.
+"""The deploy of `nullclient verify`: look at each host, change nothing, write a report.
 
-Run by nullclient.commands with `--data nullclient_report=DIR` (one JSON file per host there) and
-optionally `--data nullclient_test_mail=SECONDS`. The wanted state is the deploy's own: the same
+Run by nullclient.commands as `pyinfra INVENTORY postfix_nullclient.nullclient.verify.verify` with
+`--data nullclient_report=DIR` (one JSON file per host there) and optionally
+`--data nullclient_test_mail=SECONDS`. The wanted state is the deploy's own: the same
 settings (keyring included), the same fact, the same rendered files and the same plan.
 """
 
-import hashlib
 from pathlib import Path
 
 from pyinfra import host, state
+from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 
@@ -25,11 +26,10 @@ from postfix_nullclient.nullclient.checks import (
     report_json,
     send_test_mail,
 )
+from postfix_nullclient.nullclient.reports import report_path
 from postfix_nullclient.postfix import plan
 from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, settings_for
-
-REPORT = Path(host.data.get("nullclient_report")) / f"{hashlib.sha256(host.name.encode()).hexdigest()[:16]}.json"
 
 
 def host_checks() -> list[Check]:
@@ -47,17 +47,24 @@ def host_checks() -> list[Check]:
     ]
 
 
-def write_report(checks: list[Check], test_mail: OperationMeta | None = None) -> None:
+def write_report(report: Path, checks: list[Check], test_mail: OperationMeta | None = None) -> None:
     if test_mail is not None:
         checks = [*checks, check_test_mail(read_mail_probe(test_mail.stdout_lines))]
-    REPORT.write_text(report_json(host.name, checks))
+    report.write_text(report_json(host.name, checks))
 
 
-checks = host_checks()
-test_mail_timeout = int(host.data.get("nullclient_test_mail") or 0)
-if test_mail_timeout and checks[0].name != "settings":
-    # The test mail is an operation: it runs when pyinfra executes, and the report follows it.
-    sent = send_test_mail(name="Send a test mail to root and wait until it leaves the queue", timeout=test_mail_timeout)
-    python.call(name="Write the verify report", function=write_report, checks=checks, test_mail=sent)
-else:
-    write_report(checks)
+@deploy("nullclient verify")
+def verify() -> None:
+    """Check each host against the deploy's wanted state; with a test mail, after it has left."""
+    checks = host_checks()
+    test_mail_timeout = int(host.data.get("nullclient_test_mail") or 0)
+    if test_mail_timeout and checks[0].name != "settings":
+        # The test mail is an operation: it runs when pyinfra executes, and the report follows it.
+        sent = send_test_mail(
+            name="Send a test mail to root and wait until it leaves the queue", timeout=test_mail_timeout
+        )
+        python.call(
+            name="Write the verify report", function=write_report, report=report_path(), checks=checks, test_mail=sent
+        )
+    else:
+        write_report(report_path(), checks)
