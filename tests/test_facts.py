@@ -186,3 +186,13 @@ def test_queued_mail_of_other_systems_and_an_interrupted_apply(tmp_path):
         subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines()
     )
     assert found.interrupted
+
+
+def test_a_secret_stdin_is_sent_whole_and_shown_masked():
+    """pyinfra prints a fact's arguments at -vvv with str(), _stdin among them; it sends readlines()."""
+    from postfix_nullclient.facts import HiddenStdin
+
+    stdin = HiddenStdin(["the password\n"])
+    assert str(stdin) == repr(stdin) == "*MASKED*"
+    assert stdin.readlines() == ["the password\n"] == list(stdin)
+    assert stdin.readlines() == ["the password\n"], "read again whole, as a fact may be"
