@@ -52,7 +52,7 @@ def deploy_null_client() -> OperationMeta:
     try:
         found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     except UnsupportedHost as error:
-        return _refuse(record, str(error).removeprefix(f"{host.name}: "))
+        return _refuse(record, str(error).removeprefix(f"{host.name}: "), "its system is not one the deploy supports")
     if problem := packages.mail_package_problem(settings, family):
         return _refuse(record, problem)
 
@@ -102,6 +102,10 @@ def deploy_null_client() -> OperationMeta:
         name="Install the queue watchdog", files=alerts.watchdog_files(settings, init), found=found, init=init
     )
     record.add_operation(host.name, "Install the queue watchdog", watchdog)
+    flush = alerts.flush_on_network(
+        name="Flush the queue when the network is back", files=alerts.network_files(found.network_stacks), found=found
+    )
+    record.add_operation(host.name, "Flush the queue when the network is back", flush)
     upgrades_mail = alerts.unattended_upgrades_mail(
         name="Mail of unattended-upgrades to root", wanted=alerts.upgrades_mail_file(settings), found=found
     )
@@ -109,9 +113,9 @@ def deploy_null_client() -> OperationMeta:
     return configure
 
 
-def _refuse(record, reason: str) -> OperationMeta:
+def _refuse(record, reason: str, cause: str = "its settings or keyring entry are not right") -> OperationMeta:
     record.refused[host.name] = reason
-    return refuse(name="Refuse the host: its settings or keyring entry are not right", reason=reason)
+    return refuse(name=f"Refuse the host: {cause}", reason=reason)
 
 
 def _uses_sudo_password() -> bool:

@@ -103,5 +103,6 @@ def test_an_unsupported_host_is_refused_before_any_change(keyring_env, tmp_path,
 
     assert run.returncode != 0
     assert f"@fake/odd: refused, nothing was run on it: {message}; no change was made" in run.output
+    assert "Refuse the host: its system is not one the deploy supports" in run.output, "labelled by its cause"
     assert "Traceback" not in run.output
     assert len(run.commands["@fake/odd"]) == 1, "only the fact ran"
