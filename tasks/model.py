@@ -143,7 +143,7 @@ PACKAGE_MANAGERS = {
     "apt": PackageManager(
         "apt",
         APT_INSTALL,
-        "env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postfix",
+        "env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=300 postfix",
         r"[a-z0-9][a-z0-9+.-]+",
         DEBCONF_PRESEED,
     ),

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from postfix_nullclient.model import FAMILIES
 from postfix_nullclient.nullclient.checks import (
     Health,
     MailProbe,
@@ -16,7 +15,6 @@ from postfix_nullclient.nullclient.checks import (
 )
 from postfix_nullclient.nullclient.commands import say
 from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
-from postfix_nullclient.nullclient.remove_plan import remove_script
 from tests.test_deploy_fake import host_settings
 
 # posttls-finger -l secure against the lab's smarthost on port 587, as a Debian 12 host printed it.
@@ -178,19 +176,3 @@ def test_generated_passwords_are_32_letters_and_digits_and_differ():
 @pytest.mark.parametrize("password", ["", "two\nlines", " padded", "nul\0"])
 def test_passwords_the_deploy_would_refuse_are_refused(password):
     assert password_problem(password)
-
-
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
-def test_remove_script_stops_and_purges_with_the_familys_own_commands_and_restores_every_file(family):
-    script = remove_script("purge", family)
-    assert "mode=purge\n" in script
-    assert f"{family.init_system.stop} >/dev/null 2>&1 || true\n" in script
-    assert f"{family.init_system.disable} >/dev/null 2>&1 || true\n" in script
-    assert f"  {family.packager.purge_postfix}\n" in script
-    assert "for name in main.cf virtual_alias sender_canonical sasl_passwd; do\n" in script
-    every_database = '"$conf/sasl_passwd.cdb" "$conf/sasl_passwd.db" "$conf/sasl_passwd.lmdb"'
-    assert f'rm -f "$conf/sasl_passwd" {every_database}\n' in script
-    assert "systemctl disable --now -q postfix-nullclient-watchdog.timer" in script or family.init != "systemd"
-    assert "/usr/local/lib/postfix-nullclient/watchdog" in script, "the watchdog goes too"
-    with pytest.raises(ValueError, match="not one of stop, purge"):
-        remove_script("uninstall", family)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from postfix_nullclient.nullclient import commands
-from postfix_nullclient.nullclient.remove_plan import MODES
+from postfix_nullclient.nullclient.remove_plan import DISCARD_FLAG, KEEP_FLAG, MODES
 from postfix_nullclient.nullclient.targets import Target, UsageError, parse_data
 from postfix_nullclient.spec import HOSTNAME
 
@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(remove)
     remove.add_argument("--postfix", choices=MODES, required=True, help="stop and disable postfix, or purge it")
     remove.add_argument("--forget-password", action="store_true", help="delete the keyring entries too")
+    remove.add_argument("--all", action="store_true", help="with -i and no HOST: every host of the inventory")
+    remove.add_argument("--dry", action="store_true", help="say per host what would be done; change nothing")
+    queued = remove.add_mutually_exclusive_group()
+    queued.add_argument(
+        KEEP_FLAG, metavar="DIR", help="at a purge, copy the queued mail to DIR on each host first (to put back later)"
+    )
+    queued.add_argument(DISCARD_FLAG, action="store_true", help="at a purge, delete the queued mail")
     return parser
 
 
@@ -145,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "delete":
             return commands.secret_delete(target)
         return commands.secret_missing(target)
+    if args.command == "remove" and args.all and (args.hosts or not args.inventory):
+        raise UsageError("--all is for -i INVENTORY without host names: every host of that inventory")
     target = make_target(args)
     if args.command == "bootstrap":
         return commands.bootstrap(target, args.yes, args.test_mail)
@@ -154,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         return commands.status(target, args.json)
     if args.command == "rotate":
         return commands.rotate(target, args.stdin, args.yes, args.test_mail or 0)
-    return commands.remove(target, args.postfix, args.forget_password)
+    return commands.remove(
+        target, args.postfix, args.forget_password, args.all, args.keep_queue, args.discard_queued_mail, args.dry
+    )
 
 
 def _local_target(args: argparse.Namespace) -> Target:

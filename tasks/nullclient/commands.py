@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import posixpath
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, TextIO
 from postfix_nullclient.nullclient import passwords
 from postfix_nullclient.nullclient.checks import Check
 from postfix_nullclient.nullclient.queue_status import status_line
+from postfix_nullclient.nullclient.remove_plan import DISCARD, DISCARD_FLAG, KEEP, KEEP_FLAG, REFUSE, refusal
 from postfix_nullclient.nullclient.targets import (
     DEPLOY,
     Target,
@@ -26,10 +29,9 @@ from postfix_nullclient.nullclient.targets import (
 )
 from postfix_nullclient.nullclient.terminal import printable
 
-HERE = Path(__file__).resolve().parent
 # The operator commands' deploys, as pyinfra takes a deploy function: "module.function".
 VERIFY = "postfix_nullclient.nullclient.verify.verify"
-REMOVE = HERE / "remove.py"
+REMOVE = "postfix_nullclient.nullclient.remove.remove"
 FLUSH = "postfix_nullclient.nullclient.flush.flush"
 STATUS = "postfix_nullclient.nullclient.status.status"
 PASSWORD_CHECK = "postfix_nullclient.nullclient.password_check.map_password"
@@ -353,14 +355,78 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     return verified
 
 
-def remove(target: Target, mode: str, forget_password: bool) -> int:
+def remove(
+    target: Target,
+    mode: str,
+    forget_password: bool,
+    every_host: bool = False,
+    keep_queue: str | None = None,
+    discard_queued_mail: bool = False,
+    dry: bool = False,
+) -> int:
+    """Look at every host first (the remove script's dry run) and change none if one refuses; then remove."""
     data: dict[str, Any] = host_data(target)
+    if target.inventory and not target.hosts and not every_host:
+        raise UsageError(
+            f"no host named: this would remove the null client from every host of {target.inventory} "
+            f"({len(data)}: {', '.join(data)}); name the hosts, or add --all (--dry shows what it would do)"
+        )
+    if mode != "purge" and (keep_queue or discard_queued_mail):
+        raise UsageError(f"{KEEP_FLAG} and {DISCARD_FLAG} are for --postfix purge; with stop, queued mail stays queued")
+    if keep_queue and not posixpath.isabs(keep_queue):
+        raise UsageError(f"{KEEP_FLAG} {keep_queue}: name an absolute directory on the hosts, e.g. /root/postfix-queue")
+    queued_mail = KEEP if keep_queue else DISCARD if discard_queued_mail else REFUSE
     # Before anything runs: a settings problem must stop the command, not half of it.
     entries = [passwords.account_of(name, host) for name, host in data.items()] if forget_password else []
+    removal = {"nullclient_remove": mode, "nullclient_queued_mail": queued_mail}
+    if keep_queue:
+        removal["nullclient_keep_queue"] = posixpath.normpath(keep_queue)
+
+    plans, looked = _removal_reports(target, {**removal, "nullclient_dry": "yes"}, capture=True)
+    missing = [name for name in data if name not in plans]
+    if missing:
+        for name in missing:
+            say(f"{name}: could not be looked at; pyinfra said:", sys.stderr)
+        say(_tail(looked.stdout + looked.stderr), sys.stderr)
+        say("nothing was changed on any host; name only the hosts that can be reached, or try again", sys.stderr)
+        return 1
+    refused = {name: refusal(lines) for name, lines in plans.items() if refusal(lines)}
+    if dry:
+        say(f"== dry run, nothing was changed: what removing the null client (postfix: {mode}) would do")
+        _print_reports(data, plans)
+        for entry in entries:
+            say(f"{entry.host}: the password would be deleted from the keyring ({entry.describe()})")
+        return 0
+    if refused:
+        raise UsageError(
+            "refusing, nothing was changed on any host:\n"
+            + "\n".join(f"  {name}: {reason}" for name, reason in refused.items())
+        )
+
     say(f"== removing the null client from {', '.join(data)} (postfix: {mode})")
-    if run_pyinfra(target, REMOVE, {"nullclient_remove": mode}).returncode != 0:
+    done, run = _removal_reports(target, removal)
+    say("== what the removal did")
+    _print_reports(data, done)
+    if run.returncode != 0:
         return 1
     for entry in entries:
         if passwords.delete(entry):
             say(f"{entry.host}: password deleted from the keyring ({entry.describe()})")
     return 0
+
+
+def _removal_reports(
+    target: Target, removal: dict[str, str], capture: bool = False
+) -> tuple[dict[str, list[str]], subprocess.CompletedProcess]:
+    """Run the remove deploy file; what its script said on each host (that answered), and the run."""
+    with tempfile.TemporaryDirectory(prefix="nullclient-remove-") as directory:
+        run = run_pyinfra(target, REMOVE, {**removal, "nullclient_report": directory}, capture=capture)
+        reports = [json.loads(path.read_text()) for path in Path(directory).glob("*.json")]
+    return {report["host"]: report["lines"] for report in reports}, run
+
+
+def _print_reports(names: dict[str, Any], reports: dict[str, list[str]]) -> None:
+    for name in names:
+        say(name)
+        for line in reports.get(name, ["no report: see pyinfra's output above"]):
+            say(f"  {line}")

@@ -212,7 +212,7 @@ def test_stuck_mail_is_told_once_shown_by_status_and_clears_after_rotate(al):
 
 
 def test_remove_takes_the_watchdog_away(al):
-    removed = nullclient(al, "remove", "-i", str(al.inventory), "--postfix", "stop")
+    removed = nullclient(al, "remove", "-i", str(al.inventory), al.ws.fqdn, "--postfix", "stop")
 
     assert removed.returncode == 0, removed.stdout + removed.stderr
     left = al.ws.run(

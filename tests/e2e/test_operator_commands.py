@@ -323,7 +323,7 @@ def test_rotate_switches_the_host_first_and_loses_no_mail(op):
 
 
 def test_remove_restores_the_owners_files_and_a_later_deploy_works(op):
-    removed = nullclient(op.env, "remove", "-i", "lab/inventory.py", "--postfix", "stop")
+    removed = nullclient(op.env, "remove", "-i", "lab/inventory.py", op.host.fqdn, "--postfix", "stop")
 
     assert removed.returncode == 0, removed.stdout + removed.stderr
     state = hosts.ssh(
@@ -344,7 +344,9 @@ def test_remove_restores_the_owners_files_and_a_later_deploy_works(op):
 
 
 def test_remove_can_purge_postfix_and_forget_the_password(op):
-    removed = nullclient(op.env, "remove", "-i", "lab/inventory.py", "--postfix", "purge", "--forget-password")
+    removed = nullclient(
+        op.env, "remove", "-i", "lab/inventory.py", op.host.fqdn, "--postfix", "purge", "--forget-password"
+    )
 
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert f"password deleted from the keyring (keyring service {SERVICE!r}, user {USER!r})" in removed.stdout
