@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -49,8 +50,35 @@ JOURNAL_DETAILS = 10
 UPGRADES_PACKAGE = "unattended-upgrades"
 UPGRADES_MAIL_CONF = "/etc/apt/apt.conf.d/51postfix-nullclient-mail"  # after the package's 50unattended-upgrades
 
+# The queue flushed when the network is back: a hook of each network stack the host uses starts
+# FLUSH (templates/scripts/flush_on_network.sh.j2), which flushes at most once per FLUSH_INTERVAL
+# seconds and ends within FLUSH_SECONDS. systemd-networkd has no hooks of its own: a path unit watches
+# its state file (the file's content is networkd's private data and never read; the state is asked of
+# networkd over D-Bus). The path unit is PartOf the watchdog's timer, so that whatever stops the timer
+# (`nullclient remove`) stops it too.
+FLUSH = "/usr/local/lib/postfix-nullclient/flush-on-network"
+FLUSH_INTERVAL = 20
+FLUSH_SECONDS = 60
+NETWORKMANAGER_HOOK = "/etc/NetworkManager/dispatcher.d/90-postfix-nullclient"
+IFUPDOWN_HOOK = "/etc/network/if-up.d/postfix-nullclient"
+NETWORKD_STATE = "/run/systemd/netif/state"
+NETWORKD_ONLINE_WAIT = 15  # seconds the flush waits for networkd to say "routable" after a change
+FLUSH_PATH_NAME = "postfix-nullclient-flush.path"
+FLUSH_PATH_UNIT = f"/etc/systemd/system/{FLUSH_PATH_NAME}"
+FLUSH_SERVICE_UNIT = "/etc/systemd/system/postfix-nullclient-flush.service"
+FLUSH_PATH_LINK = f"/etc/systemd/system/paths.target.wants/{FLUSH_PATH_NAME}"  # what `systemctl enable` makes
+# Each network stack, and the sh test that is true where the host uses it (the fact runs them).
+NETWORK_STACKS = {
+    "NetworkManager": f"[ -d {posixpath.dirname(NETWORKMANAGER_HOOK)} ]",
+    # Enabled (the link `systemctl enable` makes), or running: its state file exists.
+    "systemd-networkd": f"{{ [ -e /etc/systemd/system/multi-user.target.wants/systemd-networkd.service ] "
+    f"|| [ -e {NETWORKD_STATE} ]; }}",
+    "ifupdown": f"{{ command -v ifup >/dev/null && [ -d {posixpath.dirname(IFUPDOWN_HOOK)} ]; }}",
+}
+NETWORK_FILES = (FLUSH, NETWORKMANAGER_HOOK, IFUPDOWN_HOOK, FLUSH_PATH_UNIT, FLUSH_SERVICE_UNIT, FLUSH_PATH_LINK)
+
 # Every file of this module, for the fact (which hashes those that exist) and for `nullclient remove`.
-ALERT_FILES = (WATCHDOG, SERVICE_UNIT, TIMER_UNIT, PERIODIC, UPGRADES_MAIL_CONF)
+ALERT_FILES = (WATCHDOG, SERVICE_UNIT, TIMER_UNIT, PERIODIC, UPGRADES_MAIL_CONF, *NETWORK_FILES)
 
 
 @dataclass(frozen=True)
@@ -172,3 +200,78 @@ def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Itera
             host.noop("unattended-upgrades already mails root")
         return
     yield StringCommand("sh -s", _stdin=io.StringIO(put_files_script(put, remove=remove)))
+
+
+# --- the queue flushed when the network is back ------------------------------------------------------
+
+
+def network_files(stacks: set[str]) -> list[HostFile]:
+    """The flush script and a hook for each network stack the host uses (`stacks`: NETWORK_STACKS' names)."""
+    if not stacks:
+        return []
+    files = [
+        HostFile(
+            FLUSH,
+            render_script(
+                "flush_on_network",
+                state_dir=WATCHDOG_STATE,
+                interval=FLUSH_INTERVAL,
+                networkd_state=NETWORKD_STATE,
+                online_wait=NETWORKD_ONLINE_WAIT,
+            ),
+            "0755",
+        )
+    ]
+    hook = {"flush": FLUSH, "run_seconds": FLUSH_SECONDS}
+    if "NetworkManager" in stacks:
+        files.append(
+            HostFile(NETWORKMANAGER_HOOK, render_template("network_hook.j2", stack="NetworkManager", **hook), "0755")
+        )
+    if "ifupdown" in stacks:
+        files.append(HostFile(IFUPDOWN_HOOK, render_template("network_hook.j2", stack="ifupdown", **hook), "0755"))
+    if "systemd-networkd" in stacks:
+        files.append(
+            HostFile(FLUSH_PATH_UNIT, render_template("flush.path.j2", networkd_state=NETWORKD_STATE, timer=TIMER_NAME))
+        )
+        files.append(HostFile(FLUSH_SERVICE_UNIT, render_template("flush.service.j2", **hook)))
+    return files
+
+
+def network_changes(files: list[HostFile], found: HostState) -> tuple[list[HostFile], list[str], list[str]]:
+    """(files to write, paths to delete, commands after them) for the network hooks: the hooks of stacks
+    the host no longer uses go, and the path unit is enabled and started, or stopped and disabled."""
+    put = [wanted for wanted in files if found.sha256.get(wanted.path) != wanted.sha256]
+    wanted_paths = {wanted.path for wanted in files}
+    # The enable link is never a wanted file: `systemctl enable` makes it.
+    gone = [path for path in NETWORK_FILES if path in found.sha256 and path not in {*wanted_paths, FLUSH_PATH_LINK}]
+    systemd_units = (FLUSH_PATH_UNIT, FLUSH_SERVICE_UNIT, FLUSH_PATH_LINK)
+    after = []
+    if FLUSH_PATH_UNIT in wanted_paths:
+        if put or FLUSH_PATH_LINK not in found.sha256:
+            after = ["systemctl daemon-reload", f"systemctl enable -q {FLUSH_PATH_NAME}"]
+            after.append(f"systemctl restart {FLUSH_PATH_NAME}")
+    elif FLUSH_PATH_UNIT in gone:  # stopped and disabled while its file is there, then deleted
+        units = [path for path in NETWORK_FILES if path in found.sha256 and path in systemd_units]
+        gone = [path for path in gone if path not in units]
+        after = [f"systemctl disable --now -q {FLUSH_PATH_NAME} || true", "rm -f " + " ".join(units)]
+        after.append("systemctl daemon-reload")
+    return put, gone, after
+
+
+@operation()
+def flush_on_network(files: list[HostFile], found: HostState) -> Iterator[StringCommand]:
+    """
+    Flush Postfix's queue when the network is back: install the hooks of the host's network stacks, or do nothing.
+
+    + files: the flush script and hooks (``network_files``)
+    + found: the host's NullClientHost fact
+    """
+    put, remove, after = network_changes(files, found)
+    if not put and not remove and not after:
+        if files:
+            stacks = ", ".join(sorted(found.network_stacks))
+            host.noop(f"the queue is already flushed when {stacks} brings the network back")
+        else:
+            host.noop("no known network stack (NetworkManager, systemd-networkd, ifupdown): nothing to hook")
+        return
+    yield StringCommand("sh -s", _stdin=io.StringIO(put_files_script(put, remove=remove, after=after)))

@@ -51,6 +51,7 @@ def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
         ),
         "alert_files": list(alerts.ALERT_FILES),
         "timer_link": alerts.TIMER_LINK,
+        "network_stacks": alerts.NETWORK_STACKS,
         "queues": {
             **{system.name: list(system.queue_files) for system in MAIL_SYSTEMS if system.queue_files},
             "held": [f"{HELD_DIR}/*"],

@@ -39,6 +39,7 @@ class HostState:
     queued: dict[str, int] = field(default_factory=dict)  # mail system (or "held") -> messages queued
     enabled: bool = False  # started at boot
     watchdog_enabled: bool = False  # the watchdog's systemd timer is enabled
+    network_stacks: set[str] = field(default_factory=set)  # alerts.NETWORK_STACKS that the host uses
 
 
 class NullClientHost(FactBase[HostState]):
@@ -55,6 +56,7 @@ class NullClientHost(FactBase[HostState]):
         alert_files: list[str] = (),
         timer_link: str = "/nonexistent",
         queues: dict[str, list[str]] | None = None,
+        network_stacks: dict[str, str] | None = None,
     ) -> str:
         return render_script(
             "fact",
@@ -62,6 +64,7 @@ class NullClientHost(FactBase[HostState]):
             alert_files=list(alert_files),
             timer_link=timer_link,
             queues=queues or {},
+            network_stacks=network_stacks or {},
             applying_mark=APPLYING_MARK,
         )
 
@@ -115,6 +118,8 @@ class NullClientHost(FactBase[HostState]):
                 state.enabled = True
             elif key == "watchdog_enabled":
                 state.watchdog_enabled = True
+            elif key == "network_stack":
+                state.network_stacks.add(value.strip())
         state.fresh_maps = {name: state.modes.get(database, "") for name, database in databases.items()}
         return state
 

@@ -108,13 +108,56 @@ def test_the_fact_reports_alert_file_hashes_and_the_enabled_timer():
     assert found.sha256 == {alerts.WATCHDOG: digest} and found.watchdog_enabled
 
 
+def test_network_hooks_are_only_those_of_the_stacks_the_host_uses():
+    assert alerts.network_files(set()) == []
+    networkd = alerts.network_files({"systemd-networkd"})
+    assert [f.path for f in networkd] == [alerts.FLUSH, alerts.FLUSH_PATH_UNIT, alerts.FLUSH_SERVICE_UNIT]
+    assert f"PathChanged={alerts.NETWORKD_STATE}" in networkd[1].content
+    assert f"PartOf={alerts.TIMER_NAME}" in networkd[1].content  # stopped with the watchdog's timer
+    every = alerts.network_files({"NetworkManager", "ifupdown", "systemd-networkd"})
+    assert {f.path for f in every} == {*alerts.NETWORK_FILES} - {alerts.FLUSH_PATH_LINK}
+    assert all(path in alerts.ALERT_FILES for path in alerts.NETWORK_FILES)  # hashed by the fact, deleted by remove
+    for hook in (alerts.NETWORKMANAGER_HOOK, alerts.IFUPDOWN_HOOK):
+        content = next(f.content for f in every if f.path == hook)
+        assert f"timeout {alerts.FLUSH_SECONDS} {alerts.FLUSH} " in content and content.rstrip().endswith("exit 0")
+
+
+def test_network_hooks_change_only_what_differs_and_a_gone_stacks_hook_goes():
+    files = alerts.network_files({"systemd-networkd"})
+    installed = {f.path: f.sha256 for f in files} | {alerts.FLUSH_PATH_LINK: files[1].sha256}
+    assert alerts.network_changes(files, HostState(sha256=installed)) == ([], [], [])
+    put, gone, after = alerts.network_changes(files, HostState(sha256={}))
+    assert put == files and gone == []
+    assert after[-2:] == [
+        f"systemctl enable -q {alerts.FLUSH_PATH_NAME}",
+        f"systemctl restart {alerts.FLUSH_PATH_NAME}",
+    ]
+    # NetworkManager replaced systemd-networkd: the path unit is stopped and disabled before its files go.
+    now = alerts.network_files({"NetworkManager"})
+    put, gone, after = alerts.network_changes(now, HostState(sha256=installed))
+    assert [f.path for f in put] == [alerts.NETWORKMANAGER_HOOK] and gone == []  # the same flush script
+    assert after[0] == f"systemctl disable --now -q {alerts.FLUSH_PATH_NAME} || true"
+    assert after[1] == f"rm -f {alerts.FLUSH_PATH_UNIT} {alerts.FLUSH_SERVICE_UNIT} {alerts.FLUSH_PATH_LINK}"
+
+
+def test_the_fact_reports_the_network_stacks_the_host_uses():
+    command = NullClientHost().command(packages=["postfix"], network_stacks=alerts.NETWORK_STACKS)
+    assert '[ -d /etc/NetworkManager/dispatcher.d ] && echo "network_stack NetworkManager"' in command
+    found = NullClientHost().process(["network_stack systemd-networkd", "network_stack ifupdown"])
+    assert found.network_stacks == {"systemd-networkd", "ifupdown"}
+
+
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed (apt-get install shellcheck)")
 def test_the_rendered_shell_passes_shellcheck(tmp_path):
     watchdog = alerts.watchdog_files(settings(), "openrc")
+    network = alerts.network_files({"NetworkManager", "ifupdown"})
     scripts = {
         "watchdog": watchdog[0].content,
         "periodic": watchdog[1].content,
         "put_files": alerts.put_files_script(watchdog, remove=["/a b"], after=["true"]),
+        "flush_on_network": network[0].content,
+        "networkmanager_hook": network[1].content,
+        "ifupdown_hook": network[2].content,
     }
     for name, content in scripts.items():
         (tmp_path / name).write_text(content)

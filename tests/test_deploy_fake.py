@@ -186,11 +186,11 @@ def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env
     assert run.returncode == 0, run.output
     assert len(run.commands["@fake/torres"]) == 1, run.commands
     assert "default_database_type" in run.commands["@fake/torres"][0]["command"]
-    assert run.output.count("[@fake/torres] No changes") == 4, "every operation says so for the host"
+    assert run.output.count("[@fake/torres] No changes") == 5, "every operation says so for the host"
     results = run.output[run.output.index("--> Results:") :]
     assert re.search(r"Postfix null client \| Install the null client's packages\s+1\s+-\s+-\s+1", results)
     assert re.search(r"Postfix null client \| Apply null-client configuration\s+1\s+-\s+-\s+1", results)
-    assert re.search(r"Grand total\s+4\s+-\s+-\s+4", results)
+    assert re.search(r"Grand total\s+5\s+-\s+-\s+5", results)
 
 
 def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of_it(env, tmp_path):

@@ -36,8 +36,9 @@ class NullClientStatus(NullClientHost):
         alert_files: list[str] = (),
         timer_link: str = "/nonexistent",
         queues: dict[str, list[str]] | None = None,
+        network_stacks: dict[str, str] | None = None,
     ) -> str:
-        found = super().command(packages, alert_files, timer_link, queues)
+        found = super().command(packages, alert_files, timer_link, queues, network_stacks)
         return found + render_script("status", state_dir=alerts.WATCHDOG_STATE)
 
     @staticmethod

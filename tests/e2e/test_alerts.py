@@ -82,7 +82,7 @@ def test_deploy_configures_unattended_upgrades_and_the_watchdog_and_then_changes
     again = run_deploy(al.env, str(al.inventory))
 
     assert again.returncode == 0, again.output
-    assert again.output.count(f"[{al.ws.fqdn}] No changes") == 4, again.output
+    assert again.output.count(f"[{al.ws.fqdn}] No changes") == 5, again.output
 
 
 def test_a_users_crontab_output_reaches_forward_to(al):

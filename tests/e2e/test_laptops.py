@@ -1,0 +1,128 @@
+"""End to end on the lab: a workstation that behaves like a laptop, offline for a while.
+
+One workstation, lt1, configured by systemd-networkd on host0 as every lab host is. Its link is taken
+down from this machine (the host's side of its veth, `ip link set vb-lt1 down`), so that the
+workstation sees what a laptop sees when it loses its network: no carrier, no route, no DNS. SSH goes
+over the same link: what the workstation does while it is offline is scheduled before (systemd-run),
+and its queue is read from this machine, in the host's own file system.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from lab import hosts, smarthost
+from lab.config import STATE_DIR
+from postfix_nullclient import alerts
+from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, run_deploy, write_inventory
+
+NAME = "lt1"
+VETH = f"vb-{NAME}"  # systemd-nspawn's name for the host's side of --network-bridge
+# What "within a few seconds" means here: the link's carrier, networkd's address, the flush, one SMTP session.
+BACK_WITHIN = 10
+
+
+@pytest.fixture(scope="module")
+def lt1(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Workstation]:
+    (ws,) = make_workstations([NAME])
+    inventory = write_inventory(tmp_path_factory.mktemp("lt") / "inventory.py", [(ws.fqdn, lab_host_data(ws))])
+    run = run_deploy(keyring_env, str(inventory))
+    assert run.returncode == 0, run.output
+    again = run_deploy(keyring_env, str(inventory))
+    assert again.output.count(f"[{ws.fqdn}] No changes") == NO_CHANGE_OPERATIONS, again.output
+    yield ws
+
+
+def deferred_files(ws: Workstation) -> list[Path]:
+    """Postfix's deferred queue of the workstation, read from this machine (its root is a directory here)."""
+    return [
+        path for path in (hosts.HOSTS_DIR / ws.name / "root/var/spool/postfix/deferred").rglob("*") if path.is_file()
+    ]
+
+
+@contextmanager
+def link_down(ws: Workstation) -> Iterator[None]:
+    subprocess.run(["ip", "link", "set", VETH, "down"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "link", "set", VETH, "up"], check=True)
+
+
+def test_the_deploy_hooks_systemd_networkd_and_no_stack_the_host_does_not_use(lt1):
+    assert lt1.run(f"systemctl is-active {alerts.FLUSH_PATH_NAME}").stdout.strip() == "active"
+    for absent in (alerts.NETWORKMANAGER_HOOK, alerts.IFUPDOWN_HOOK):
+        assert lt1.run(f"test -e {absent}", check=False).returncode == 1, absent
+
+
+def test_mail_written_offline_reaches_the_relay_within_seconds_of_the_link_coming_back(lt1):
+    subject = f"offline {uuid.uuid4().hex[:10]}"
+    # Written 2 s from now, when the link is down.
+    lt1.run(f"systemd-run -q --on-active=2 /bin/sh -c 'echo written offline | mail -s \"{subject}\" root'")
+    with link_down(lt1):
+        deadline = time.monotonic() + 30
+        while not deferred_files(lt1):
+            assert time.monotonic() < deadline, "the mail written offline was never deferred"
+            time.sleep(0.2)
+        time.sleep(2)  # offline a little longer: Postfix's next try is minutes away now
+    back = time.time()
+
+    message = smarthost.wait_for_messages(
+        STATE_DIR, 1, timeout=BACK_WITHIN, predicate=lambda m: m["subject"] == subject
+    )[0]
+
+    print(f"delivered {message['received'] - back:.1f} s after the link came back")
+    assert message["tls"] is True and message["auth_user"] == lt1.smtp_user
+    log = lt1.run("journalctl --no-pager -o cat -t postfix/smtp -t postfix-nullclient").stdout
+    assert "status=deferred" in log, log
+    assert "the network is back (systemd-networkd): the mail queue is being sent" in log, log
+
+
+def test_the_flush_does_nothing_on_an_empty_queue_and_flushes_at_most_once_per_interval(lt1):
+    flush = f"timeout {alerts.FLUSH_SECONDS} {alerts.FLUSH} ifupdown"
+    timed = 'start=$(date +%s.%N); {}; echo "$start $(date +%s.%N)"'
+    said = "the network is back (ifupdown): the mail queue is being sent"
+    lt1.run(f"rm -f {alerts.WATCHDOG_STATE}/last-flush")  # the earlier tests' flushes do not count
+    start = "@" + lt1.run("date +%s.%N").stdout.strip()
+    assert lt1.run("postqueue -j").stdout == ""
+    lt1.run(flush)
+    assert said not in lt1.run(f"journalctl --no-pager -o cat -t postfix-nullclient --since {start}").stdout
+    assert lt1.run(f"test -e {alerts.WATCHDOG_STATE}/last-flush", check=False).returncode == 1
+
+    smarthost.set_account(STATE_DIR, lt1.smtp_user, "the-server-changed-it")  # deferred, the link is up
+    try:
+        lt1.run("echo deferred | mail -s deferred root")
+        deadline = time.monotonic() + 30
+        while "SASL authentication failed" not in lt1.run("postqueue -j").stdout:
+            assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
+            time.sleep(0.5)
+        # Three events: the first flushes; the second waits for the rest of the interval, then flushes;
+        # the third comes while the second waits, and leaves it to the second.
+        first = lt1.run(timed.format(flush)).stdout.split()
+        second = lt1.run(
+            f"({timed.format(flush)}) > /tmp/second & sleep 1; {timed.format(flush)}; wait; cat /tmp/second"
+        )
+        third, second = second.stdout.splitlines()
+    finally:
+        smarthost.set_account(STATE_DIR, lt1.smtp_user, lt1.password)
+    first_end = float(first[1])
+    third_start, third_end = map(float, third.split())
+    second_end = float(second.split()[1])
+
+    print(f"flushes at {first_end:.1f}, {second_end:.1f}; the third event took {third_end - third_start:.1f} s")
+    log = lt1.run(f"journalctl --no-pager -o cat -t postfix-nullclient --since {start}").stdout
+    assert log.count(said) == 2, log
+    assert third_end - third_start < 1
+    assert alerts.FLUSH_INTERVAL - 1 < second_end - first_end < alerts.FLUSH_INTERVAL + 2
+    lt1.run("postqueue -f")
+    deadline = time.monotonic() + 30
+    while lt1.run("postqueue -j").stdout:
+        assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
+        time.sleep(0.5)
