@@ -98,12 +98,21 @@ class HostFile:
         return base64.b64encode(self.content.encode()).decode()
 
 
+def warn_after(settings: Settings) -> int:
+    """Seconds a message waits before the watchdog warns: watchdog_threshold, or half the queue lifetime
+    where that is shorter, so that a warning always comes before Postfix gives a message up."""
+    return min(settings.watchdog_threshold, settings.queue_lifetime // 2)
+
+
 def watchdog_script(settings: Settings, state_dir: str = WATCHDOG_STATE, motd_file: str = MOTD) -> str:
     """The watchdog itself, a POSIX sh script; other directories than the host's only for tests."""
+    threshold = warn_after(settings)
     return render_script(
         "watchdog",
-        threshold=settings.watchdog_threshold,
-        threshold_text=duration_text(settings.watchdog_threshold),
+        threshold=threshold,
+        threshold_text=duration_text(threshold),
+        lifetime=settings.queue_lifetime,
+        lifetime_text=duration_text(settings.queue_lifetime),
         state_dir=state_dir,
         motd_file=motd_file,
         notify_seconds=NOTIFY_SECONDS,

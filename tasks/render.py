@@ -14,6 +14,7 @@ import jinja2
 
 from postfix_nullclient.model import CONFIG_DIR, LAYOUT, ManagedFile, script_context
 from postfix_nullclient.settings import Settings, short_name
+from postfix_nullclient.spec import duration_text
 
 TEMPLATES = files("postfix_nullclient.templates")  # templates/ in the repository, package data in a wheel
 
@@ -105,6 +106,8 @@ def meaning(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) ->
         "smtp_tls_CAfile": settings.ca_file or ca_file,
         "smtp_tls_wrappermode": "yes" if settings.relay_port == 465 else "no",
         "smtp_tls_loglevel": "1",
+        "maximal_queue_lifetime": duration_text(settings.queue_lifetime),
+        "bounce_queue_lifetime": duration_text(settings.queue_lifetime),
     }
     aliases = settings.extra_aliases
     local = [myhostname, "localhost"]

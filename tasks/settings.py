@@ -50,6 +50,7 @@ class Settings:
     unattended_upgrades_mail: str | None  # None: left as it is ("off")
     watchdog_threshold: int  # seconds
     watchdog_interval: int  # seconds
+    queue_lifetime: int  # seconds
     password: HiddenValue = field(repr=False)  # pyinfra's own: shown as *MASKED*, unmask() to read
 
     @property

@@ -261,6 +261,12 @@ SETTINGS = (
     Setting("watchdog_interval", "5m", duration(1, 86400), "5m",
             "how often the watchdog looks at the queue (its systemd timer; every 15 minutes on OpenRC); "
             "1s to 1d"),
+    Setting("queue_lifetime", "30d", duration(60, 100 * 86400), "30d",
+            "how long Postfix keeps trying a message, and the bounce that says one expired, before it gives "
+            "up (maximal_queue_lifetime and bounce_queue_lifetime); 1m to 100d. 30d, for laptops: offline "
+            "for weeks, or on networks that block the relay's port, no mail is lost, where Postfix's 5d "
+            "would bounce it through the same unreachable relay, and that bounce would expire too. The "
+            "watchdog warns by half of it at the latest, with the date the oldest message would expire"),
 )  # fmt: skip
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -1,6 +1,7 @@
 """The alert sources and the queue watchdog: settings, rendered files, and when the operations act."""
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -224,7 +225,7 @@ class WatchdogRun:
     seconds: float
 
 
-def run_watchdog(tmp_path: Path, queue: list[str]) -> WatchdogRun:
+def run_watchdog(tmp_path: Path, queue: list[str], **data: str) -> WatchdogRun:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, content in {"postqueue": FAKE_POSTQUEUE, "logger": FAKE_LOGGER}.items():
@@ -233,7 +234,8 @@ def run_watchdog(tmp_path: Path, queue: list[str]) -> WatchdogRun:
     (bin_dir / "queue.json").write_text("".join(f"{line}\n" for line in queue))
     (bin_dir / "journal").unlink(missing_ok=True)
     motd = tmp_path / "motd.d" / "postfix-nullclient"
-    script = alerts.watchdog_script(settings(watchdog_threshold="5s"), str(tmp_path / "state"), str(motd))
+    chosen = settings(**{"watchdog_threshold": "5s", **data})
+    script = alerts.watchdog_script(chosen, str(tmp_path / "state"), str(motd))
     assert script.count("\nPATH=") == 1
     (tmp_path / "watchdog").write_text(script.replace("\nPATH=", f"\nPATH={bin_dir}:"))
     started = time.monotonic()
@@ -257,10 +259,10 @@ def test_a_flood_of_distinct_reasons_leaves_a_short_login_message_and_a_journal_
 
     print(run.motd)
     lines = run.motd.splitlines()
-    assert len(lines) == 2 + alerts.SHOWN_REASONS + 2, run.motd
+    assert len(lines) == 3 + alerts.SHOWN_REASONS + 2, run.motd
     assert lines[0].startswith("*** postfix-nullclient: 8000 message(s) have waited longer than 5s")
-    assert lines[2:7] == [f"***   451 4.3.0 try #{n}" for n in range(5)]
-    assert lines[7] == "***   and 7995 more (postqueue -p lists them all)"
+    assert lines[3:8] == [f"***   451 4.3.0 try #{n}" for n in range(5)]
+    assert lines[8] == "***   and 7995 more (postqueue -p lists them all)"
     assert "@example.org" not in run.motd  # reasons only, never addresses
     # The journal: one line for each of the first messages, then the summary, all of them short.
     assert len(run.journal) == alerts.JOURNAL_DETAILS + 1, run.journal[-1][:300]
@@ -281,6 +283,35 @@ def test_the_same_reasons_in_another_order_are_the_same_problem_and_told_once(tm
     assert len(first.journal) == alerts.JOURNAL_DETAILS + 1
     assert again.journal == []
     assert other.journal[-1].endswith("; and 46 more (postqueue -p lists them all)")
+
+
+def test_the_warning_says_when_postfix_would_give_the_oldest_message_up(tmp_path):
+    entry = queue_entry("ID1", 86400, [{"address": "root", "delay_reason": "connect to relay: Network is unreachable"}])
+    expiry = json.loads(entry)["arrival_time"] + 10 * 86400
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
+
+    run = run_watchdog(tmp_path, [entry], queue_lifetime="10d")
+
+    told = r"Postfix gives the oldest up \(and returns it to its sender through the same relay\) in (9d 0h|8d 23h), at "
+    assert re.search(f"; {told}{date}; Postfix says: connect to relay: Network is unreachable$", run.journal[-1])
+    assert re.search(rf"^\*\*\* {told}{date}\.$", run.motd, re.MULTILINE), run.motd
+
+
+def test_the_warning_comes_again_when_the_oldest_message_nears_its_expiry(tmp_path):
+    reason = [{"address": "root", "delay_reason": "connect to relay: Network is unreachable"}]
+    first = run_watchdog(tmp_path, [queue_entry("ID1", 86400, reason)], queue_lifetime="10d")
+    same = run_watchdog(tmp_path, [queue_entry("ID1", 2 * 86400, reason)], queue_lifetime="10d")
+    near = run_watchdog(tmp_path, [queue_entry("ID1", 9 * 86400, reason)], queue_lifetime="10d")
+
+    assert first.journal and same.journal == []
+    assert re.search(r"relay\) in (1d 0h|23h 59m), at ", near.journal[-1]), near.journal
+
+
+def test_the_watchdog_warns_by_half_the_queue_lifetime_at_the_latest():
+    assert alerts.warn_after(settings(watchdog_threshold="1h")) == 3600  # 30d of lifetime by default
+    assert alerts.warn_after(settings(watchdog_threshold="30d", queue_lifetime="2h")) == 3600
+    script = alerts.watchdog_script(settings(watchdog_threshold="30d", queue_lifetime="2h"))
+    assert "\nthreshold=3600\nlifetime=7200\n" in script
 
 
 def test_strings_in_the_queue_cannot_fake_a_reason_or_reach_the_terminal(tmp_path):

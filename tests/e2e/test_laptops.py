@@ -9,6 +9,7 @@ and its queue is read from this machine, in the host's own file system.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -126,3 +127,40 @@ def test_the_flush_does_nothing_on_an_empty_queue_and_flushes_at_most_once_per_i
     while lt1.run("postqueue -j").stdout:
         assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
         time.sleep(0.5)
+
+
+def test_with_a_short_queue_lifetime_the_watchdog_warns_before_it_ends_and_nothing_is_bounced(
+    lt1, keyring_env, tmp_path
+):
+    inventory = write_inventory(
+        tmp_path / "inventory.py", [(lt1.fqdn, lab_host_data(lt1, queue_lifetime="2m", watchdog_threshold="5s"))]
+    )
+    run = run_deploy(keyring_env, str(inventory))
+    assert run.returncode == 0, run.output
+    assert lt1.run("postconf -h maximal_queue_lifetime bounce_queue_lifetime").stdout.split() == ["2m", "2m"]
+    subject = f"lifetime {uuid.uuid4().hex[:10]}"
+    start = "@" + lt1.run("date +%s.%N").stdout.strip()
+    smarthost.set_account(STATE_DIR, lt1.smtp_user, "the-server-changed-it")  # the relay cannot be used
+    try:
+        lt1.run(f"echo waits | mail -s '{subject}' root")
+        deadline = time.monotonic() + 30
+        while "SASL authentication failed" not in lt1.run("postqueue -j").stdout:
+            assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
+            time.sleep(0.5)
+        time.sleep(6)  # older than the threshold of 5 s
+        lt1.run(f"systemctl start {alerts.TIMER_NAME.replace('.timer', '.service')}")
+        warning = lt1.run(f"journalctl --no-pager -o cat -t postfix-nullclient -p warning --since {start}").stdout
+    finally:
+        smarthost.set_account(STATE_DIR, lt1.smtp_user, lt1.password)
+    lt1.run("postqueue -f")
+    smarthost.wait_for_messages(STATE_DIR, 1, timeout=30, predicate=lambda m: m["subject"] == subject)
+
+    print(warning)
+    assert "1 message(s) have waited longer than 5s in the mail queue of lt1" in warning
+    assert re.search(
+        r"Postfix gives the oldest up \(and returns it to its sender through the same relay\) in 1m", warning
+    )
+    log = lt1.run(f"journalctl --no-pager -o cat --since {start} -t postfix/qmgr -t postfix/bounce").stdout
+    assert "expired" not in log and "postfix/bounce" not in log and "sender non-delivery" not in log, log
+    bounces = [m for m in smarthost.messages(STATE_DIR) if m["mail_from"] in ("", "<>") and lt1.name in m["data"]]
+    assert bounces == []
