@@ -78,15 +78,17 @@ def in_front_of(workstation: Workstation, tool: str, script: str) -> Iterator[No
 
 @contextlib.contextmanager
 def etc_postfix_with_room(workstation: Workstation, kib: int) -> Iterator[None]:
-    """/etc/postfix as a small tmpfs holding a copy of its files, with `kib` KiB left free."""
+    """/etc/postfix as a small tmpfs holding a copy of its files, with `kib` KiB (whole 4 KiB pages) left free."""
     workstation.run(
         "cp -a /etc/postfix /root/ak-postfix && mount -t tmpfs -o size=2m,mode=755 tmpfs /etc/postfix && "
-        "cp -a /root/ak-postfix/. /etc/postfix/ && rm -rf /root/ak-postfix && "
-        "free=$(df -k --output=avail /etc/postfix | tail -n 1) && "
-        f"head -c $(( (free - {kib}) * 1024 )) /dev/zero > /etc/postfix/.filler && "
-        f"[ $(df -k --output=avail /etc/postfix | tail -n 1) -eq {kib} ]"
+        "cp -a /root/ak-postfix/. /etc/postfix/ && rm -rf /root/ak-postfix"
     )
     try:
+        workstation.run(
+            "free=$(df -k --output=avail /etc/postfix | tail -n 1) && "
+            f"head -c $(( (free - {kib}) * 1024 )) /dev/zero > /etc/postfix/.filler && "
+            f"[ $(df -k --output=avail /etc/postfix | tail -n 1) -eq {kib} ]"
+        )
         yield
     finally:
         workstation.run("umount -l /etc/postfix && postfix reload 2>/dev/null")
