@@ -55,6 +55,11 @@ Uncomment and change what differs for you.
 #   to 1d
 # watchdog_interval = '5m'
 
+# further submission servers, tried in order when relay_host cannot be reached: host names, each
+#   with :587 or :465 if you like (every one on relay_port's TLS mode: Postfix has one for all),
+#   verified as relay_host is; the login and keyring entry are the same
+# fallback_relays = []
+
 # how long Postfix keeps trying a message, and the bounce that says one expired, before it gives
 #   up (maximal_queue_lifetime and bounce_queue_lifetime); 1m to 100d. 30d, for laptops: offline
 #   for weeks, or on networks that block the relay's port, no mail is lost, where Postfix's 5d

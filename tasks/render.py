@@ -97,6 +97,7 @@ def meaning(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) ->
         "virtual_alias_maps": f"regexp:{CONFIG_DIR}/virtual_alias",
         "sender_canonical_maps": f"regexp:{CONFIG_DIR}/sender_canonical",
         "relayhost": settings.relayhost,
+        "smtp_fallback_relay": ", ".join(settings.fallback_relayhosts),
         "smtp_host_lookup": "dns, native",
         "smtp_sasl_auth_enable": "yes",
         "smtp_sasl_password_maps": f"$default_database_type:{CONFIG_DIR}/sasl_passwd",
@@ -152,7 +153,7 @@ def render_secret_files(settings: Settings) -> list[ManagedFile]:
     """The secret files alone (the password map), which need nothing of the host: the deploy sends their
     digest to the host's fact before it knows the host."""
     variables = {
-        "relayhost": settings.relayhost,
+        "relayhosts": [settings.relayhost, *settings.fallback_relayhosts],  # one login on every endpoint
         "smtp_user": settings.smtp_user,
         "password": settings.password.unmask(),
     }

@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient import keyring_lookup
 from postfix_nullclient.keyring_lookup import Entry
-from postfix_nullclient.spec import LOCAL_NAME, SETTINGS, Invalid, Setting, is_ip
+from postfix_nullclient.spec import LOCAL_NAME, SETTINGS, Invalid, Setting, is_ip, relay_combination
 
 
 class SettingsError(PyinfraError):
@@ -50,6 +50,7 @@ class Settings:
     unattended_upgrades_mail: str | None  # None: left as it is ("off")
     watchdog_threshold: int  # seconds
     watchdog_interval: int  # seconds
+    fallback_relays: tuple[tuple[str, int | None], ...]  # (host, port or None: relay_port's)
     queue_lifetime: int  # seconds
     password: HiddenValue = field(repr=False)  # pyinfra's own: shown as *MASKED*, unmask() to read
 
@@ -57,6 +58,11 @@ class Settings:
     def relayhost(self) -> str:
         """Postfix's relayhost, and so the password map's key: one string, never two."""
         return f"[{self.relay_host}]:{self.relay_port}"
+
+    @property
+    def fallback_relayhosts(self) -> list[str]:
+        """Postfix's smtp_fallback_relay, in order, and so the password map's further keys."""
+        return [f"[{host}]:{port or self.relay_port}" for host, port in self.fallback_relays]
 
 
 def short_name(host_name: str) -> str:
@@ -166,6 +172,8 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
             values["smtp_user"] = f"{name}@{values['mail_domain']}"
     if values.get("sender_address", "") is None:
         values["sender_address"] = values.get("smtp_user")
+    if problem := relay_combination(values.get("relay_host"), values.get("relay_port"), values.get("fallback_relays")):
+        problems.append(f"{host_name}: {problem}; {_where('fallback_relays')}")
     if problems:
         return None, problems
     return Settings(host_name=host_name, password=HiddenValue(""), **values), []

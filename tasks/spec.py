@@ -128,6 +128,48 @@ def relay_port(value: Any) -> int:
     return value
 
 
+def fallback_relays(value: Any) -> tuple[tuple[str, int | None], ...]:
+    """A list of "host" or "host:port" (587 or 465); a port not written is relay_port's."""
+    if value is None or value == []:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"is a {_type_name(value)}, not a list of host names, each with :587 or :465 if you like")
+    endpoints = []
+    for written in value:
+        if not isinstance(written, str):
+            raise Invalid(f"holds {written!r}, a {_type_name(written)}, not a host name")
+        host, colon, port = written.partition(":")
+        try:
+            endpoints.append((hostname(host), relay_port(port) if colon else None))
+        except Invalid as reason:
+            raise Invalid(f"holds {written!r}, which {reason}") from None
+    if len(set(endpoints)) != len(endpoints):
+        raise Invalid("names an endpoint twice")
+    return tuple(endpoints)
+
+
+def relay_combination(relay_host: str | None, relay_port: int | None, fallbacks: Any) -> str | None:
+    """Why Postfix cannot use these fallback relays with this relay, or None (also where a setting was refused
+    already: None). Its SMTP client has one TLS mode (smtp_tls_wrappermode) for the relay and all fallback
+    relays, and tries each fallback relay with it."""
+    if relay_host is None or relay_port is None:
+        return None
+    for host, port in fallbacks or ():
+        if (host, port or relay_port) == (relay_host, relay_port):
+            return f"fallback_relays names the relay itself ({host}:{relay_port})"
+        if port is not None and port != relay_port:
+            mode = {587: "STARTTLS", 465: "implicit TLS"}
+            return (
+                f"fallback_relays {host}:{port} wants {mode[port]}, but relay_port {relay_port} is {mode[relay_port]}: "
+                "Postfix tries fallback relays with the relay's one TLS mode (smtp_tls_wrappermode), so it cannot "
+                f"use both; give every fallback relay port {relay_port}, or set relay_port to {port} and give it "
+                "to every endpoint"
+            )
+    return None
+
+
 def keyring_service(value: Any) -> str:
     name = text(value, re.compile(r"\S(?:.{0,198}\S)?"), "a keyring service name without white space at its ends")
     return name
@@ -261,6 +303,10 @@ SETTINGS = (
     Setting("watchdog_interval", "5m", duration(1, 86400), "5m",
             "how often the watchdog looks at the queue (its systemd timer; every 15 minutes on OpenRC); "
             "1s to 1d"),
+    Setting("fallback_relays", [], fallback_relays, ["backup.example.net"],
+            "further submission servers, tried in order when `relay_host` cannot be reached: host names, "
+            "each with `:587` or `:465` if you like (every one on `relay_port`'s TLS mode: Postfix has one "
+            "for all), verified as `relay_host` is; the login and keyring entry are the same"),
     Setting("queue_lifetime", "30d", duration(60, 100 * 86400), "30d",
             "how long Postfix keeps trying a message, and the bounce that says one expired, before it gives "
             "up (maximal_queue_lifetime and bounce_queue_lifetime); 1m to 100d. 30d, for laptops: offline "

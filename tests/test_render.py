@@ -101,6 +101,17 @@ def test_password_map_key_is_the_relayhost_and_the_password_round_trips(port, pa
     assert (user, secret) == ("torres@example.net", password)
 
 
+def test_fallback_relays_are_tried_in_order_with_the_same_login_and_tls_mode():
+    settings = make_settings(relay_port=465, fallback_relays=["backup.example.net", "mail.example.org:465"])
+    assert main_cf(settings)["smtp_fallback_relay"] == "[backup.example.net]:465, [mail.example.org]:465"
+    assert main_cf(settings)["smtp_tls_wrappermode"] == "yes"
+    assert rendered(settings)["sasl_passwd"] == "".join(
+        f"{key} torres@example.net:s3cret\n"
+        for key in ("[mail.example.net]:465", "[backup.example.net]:465", "[mail.example.org]:465")
+    )
+    assert main_cf(make_settings())["smtp_fallback_relay"] == ""
+
+
 def test_only_the_password_map_holds_the_password():
     files = render_files(make_settings(password=AWKWARD_PASSWORD), "torres.example.net", False, DEBIAN_CA)
     assert [f.name for f in files if AWKWARD_PASSWORD in f.content] == ["sasl_passwd"]

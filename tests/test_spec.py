@@ -148,6 +148,8 @@ def no_control_characters(value: Any) -> bool:
         return value.isprintable()
     if isinstance(value, dict):
         return all(no_control_characters(k) and no_control_characters(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(no_control_characters(item) for item in value)
     return value is None or isinstance(value, bool | int)
 
 
@@ -179,3 +181,47 @@ def test_any_accepted_settings_render_a_main_cf_that_sets_exactly_what_the_deplo
             assert name not in written, f"{name} set twice"
             written[name] = value.strip()
     assert written == meaning(found, HOST, False, DEBIAN.ca_file).parameters
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        (None, ()),
+        ([], ()),
+        ("backup.example.net", (("backup.example.net", None),)),
+        (["backup.example.net", "mail.example.org:587"], (("backup.example.net", None), ("mail.example.org", 587))),
+    ],
+)
+def test_fallback_relays_are_host_names_with_a_port_if_you_like(value, parsed):
+    assert make_settings(fallback_relays=value).fallback_relays == parsed
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            {"fallback_relays": ["mail.example.net:465"]},
+            "fallback_relays mail.example.net:465 wants implicit TLS, but relay_port 587 is STARTTLS: Postfix tries "
+            "fallback relays with the relay's one TLS mode (smtp_tls_wrappermode), so it cannot use both; give every "
+            "fallback relay port 587, or set relay_port to 465 and give it to every endpoint",
+        ),
+        (
+            {"relay_port": 465, "fallback_relays": ["b.example.net:587"]},
+            "fallback_relays b.example.net:587 wants STARTTLS",
+        ),
+        ({"fallback_relays": ["mail.example.net"]}, "fallback_relays names the relay itself (mail.example.net:587)"),
+        (
+            {"fallback_relays": ["b.example.net:25"]},
+            "fallback_relays ['b.example.net:25'] holds 'b.example.net:25', which is not supported",
+        ),
+        ({"fallback_relays": ["10.0.0.1"]}, "fallback_relays ['10.0.0.1'] holds '10.0.0.1', which is an address"),
+        (
+            {"fallback_relays": ["b.example.net", "b.example.net"]},
+            "fallback_relays ['b.example.net', 'b.example.net'] names an endpoint twice",
+        ),
+    ],
+)
+def test_fallback_relays_postfix_cannot_use_are_refused_with_the_reason_and_the_fix(data, reason):
+    _, problems = check_host(HOST, {**BASE, **data})
+    assert len(problems) == 1 and problems[0].startswith(f"{HOST}: {reason}"), problems
+    assert problems[0].endswith("or with --data fallback_relays=...")

@@ -10,6 +10,7 @@ and its queue is read from this machine, in the host's own file system.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import hosts, smarthost
-from lab.config import STATE_DIR
+from lab import base, hosts, network, smarthost
+from lab.ca import issue_certificate
+from lab.config import BRIDGE, DOMAIN, NETWORK_PREFIX, STATE_DIR
 from postfix_nullclient import alerts
 from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, run_deploy, write_inventory
 
@@ -28,6 +30,9 @@ NAME = "lt1"
 VETH = f"vb-{NAME}"  # systemd-nspawn's name for the host's side of --network-bridge
 # What "within a few seconds" means here: the link's carrier, networkd's address, the flush, one SMTP session.
 BACK_WITHIN = 10
+# Two relays of this module's own, each with its own address, name and certificate: the first can be
+# stopped without touching the lab's smarthost, which others use.
+RELAYS = ("relay-lt1", "relay-lt2")
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +169,69 @@ def test_with_a_short_queue_lifetime_the_watchdog_warns_before_it_ends_and_nothi
     assert "expired" not in log and "postfix/bounce" not in log and "sender non-delivery" not in log, log
     bounces = [m for m in smarthost.messages(STATE_DIR) if m["mail_from"] in ("", "<>") and lt1.name in m["data"]]
     assert bounces == []
+
+
+@pytest.fixture(scope="module")
+def relays(lt1, tmp_path_factory) -> Iterator[dict[str, tuple[str, tuple[Path, Path]]]]:
+    """name -> (address, certificate) of RELAYS, each up with lt1's account; all gone afterwards."""
+    certs_dir = tmp_path_factory.mktemp("lt-relays")
+    made: dict[str, tuple[str, tuple[Path, Path]]] = {}
+    try:
+        for name in RELAYS:
+            address = _claim_bridge_address()
+            made[name] = (address, ())
+            network.add_dns_host(name, f"{name}.{DOMAIN}", address)
+            cert = issue_certificate(base.ca_dir(), f"{name}.{DOMAIN}", certs_dir / name)
+            made[name] = (address, cert)
+            smarthost.start(STATE_DIR, base.ca_dir(), cert=cert, name=name, listen=address)
+            smarthost.set_account(STATE_DIR, lt1.smtp_user, lt1.password, name=name)
+        yield made
+    finally:
+        for name, (address, _) in made.items():
+            smarthost.stop(STATE_DIR, name)
+            shutil.rmtree(STATE_DIR / name, ignore_errors=True)
+            network.remove_dns_host(name)
+            subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", BRIDGE], capture_output=True)
+
+
+def _claim_bridge_address() -> str:
+    """An address of 10.213.0.2-9 that no one else has put on the lab bridge yet."""
+    for last in range(2, 10):
+        address = f"{NETWORK_PREFIX}.{last}"
+        if subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", BRIDGE], capture_output=True).returncode == 0:
+            return address
+    raise RuntimeError("no free address in 10.213.0.2-9 on the lab bridge")
+
+
+def test_the_fallback_relay_takes_the_mail_while_the_relay_is_down_and_the_relay_gets_it_back(
+    lt1, relays, keyring_env, tmp_path
+):
+    first, second = (f"{name}.{DOMAIN}" for name in RELAYS)
+    data = lab_host_data(lt1, relay_host=first, fallback_relays=[second])
+    run = run_deploy(keyring_env, str(write_inventory(tmp_path / "inventory.py", [(lt1.fqdn, data)])))
+    assert run.returncode == 0, run.output
+    start = "@" + lt1.run("date +%s.%N").stdout.strip()
+
+    smarthost.stop(STATE_DIR, RELAYS[0])
+    try:
+        while_down = f"relay down {uuid.uuid4().hex[:10]}"
+        lt1.run(f"echo fallback | mail -s '{while_down}' root")
+        taken = smarthost.wait_for_messages(
+            STATE_DIR, 1, timeout=30, predicate=lambda m: m["subject"] == while_down, name=RELAYS[1]
+        )[0]
+    finally:
+        address, cert = relays[RELAYS[0]]
+        smarthost.start(STATE_DIR, base.ca_dir(), cert=cert, name=RELAYS[0], listen=address)
+    back = f"relay back {uuid.uuid4().hex[:10]}"
+    lt1.run(f"echo relay | mail -s '{back}' root")
+    returned = smarthost.wait_for_messages(
+        STATE_DIR, 1, timeout=30, predicate=lambda m: m["subject"] == back, name=RELAYS[0]
+    )[0]
+
+    log = lt1.run(f"journalctl --no-pager -o cat -t postfix/smtp --since {start}").stdout
+    print(log)
+    for message in (taken, returned):
+        assert message["tls"] is True and message["auth_user"] == lt1.smtp_user and message["port"] == 587
+    assert f"Verified TLS connection established to {second}[{relays[RELAYS[1]][0]}]:587" in log
+    assert f"Verified TLS connection established to {first}[{relays[RELAYS[0]][0]}]:587" in log
+    assert not [m for m in smarthost.messages(STATE_DIR, name=RELAYS[1]) if m["subject"] == back]
