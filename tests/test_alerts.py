@@ -186,12 +186,49 @@ def test_status_counts_stuck_mail_and_names_the_oldest_deferred_reason():
         "reason": "SASL authentication failed",
     }
     assert status_line(report) == (
-        "torres.example.net: STUCK queue 2; oldest deferred AAA 1h 0m: SASL authentication failed; "
+        "torres.example.net: STUCK queue 2; oldest message AAA 1h 0m old, Postfix gives it up in 4d 22h "
+        "(1970-01-06 00:16 UTC); oldest deferred AAA 1h 0m: SASL authentication failed; "
         "watchdog ran 1m ago, last said: 2026 warning: x; configuration current"
     )
     fine = summary("torres.example.net", NullClientStatus().process(["now 5"]), 3600, False, "NOT current: x")
     assert fine["stuck"] == 0
     assert status_line(fine) == "torres.example.net: ok    queue 0; watchdog never ran; configuration NOT current: x"
+
+
+def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_expires():
+    from postfix_nullclient.nullclient.queue_status import NullClientStatus, status_line, summary
+
+    def entry(queue_id: str, arrival: int, reason: str) -> str:
+        recipients = [{"address": "root", "delay_reason": reason}]
+        message = {"queue_name": "deferred", "queue_id": queue_id, "arrival_time": arrival, "recipients": recipients}
+        return f"queue {json.dumps(message)}"
+
+    unreachable = "connect to mail.example.net[10.0.0.1]:587: Network is unreachable"
+    lines = [
+        "now 1800000000",
+        entry("OLD", 1800000000 - 3 * 86400, "SASL authentication failed; server said: 535 5.7.8"),
+        entry("NET", 1800000000 - 2 * 86400, unreachable),
+        entry("DNS", 1800000000 - 3600, "Host or domain name not found. Name service error for name=mail.example.net"),
+    ]
+    report = summary("torres.example.net", NullClientStatus().process(lines), 3600, True, "current", 30 * 86400)
+
+    assert report["offline_since"] == {
+        "at": 1800000000 - 2 * 86400,
+        "utc": "2027-01-13 08:00 UTC",
+        "reason": unreachable,
+    }
+    assert report["oldest"] == {
+        "queue_id": "OLD",
+        "age_seconds": 3 * 86400,
+        "expires_in_seconds": 27 * 86400,
+        "expires_utc": "2027-02-11 08:00 UTC",
+    }
+    line = status_line(report)
+    assert f"; offline since 2027-01-13 08:00 UTC ({unreachable}); " in line
+    assert "; oldest message OLD 3d 0h old, Postfix gives it up in 27d 0h (2027-02-11 08:00 UTC); " in line
+    online = summary("torres.example.net", NullClientStatus().process(lines[:2]), 3600, True, "current", 86400)
+    assert online["offline_since"] is None and "offline" not in status_line(online)
+    assert "Postfix gives it up at its next delivery attempt (2027-01-13 08:00 UTC)" in status_line(online)
 
 
 # --- the watchdog's bounds, on this machine: the rendered script with a fake postqueue and logger ------

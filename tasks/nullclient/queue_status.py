@@ -8,6 +8,8 @@ state (when it last ran, what it last said). Nothing secret is read.
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 
 from postfix_nullclient import alerts
@@ -83,8 +85,46 @@ def _reason(entry: dict) -> str:
     return reasons[0] if reasons else "waiting for its first delivery attempt"
 
 
-def summary(host_name: str, status: QueueStatus, threshold: int, current: bool | None, detail: str) -> dict:
-    """One host's status, as `--json` prints it; `stuck` counts messages older than the threshold."""
+# Postfix's words for a delivery that failed because this machine had no network (or the network
+# blocked the relay): a connection or name lookup that failed, not an answer of the relay.
+NETWORK_REASONS = re.compile(
+    r"Network is unreachable|No route to host|Connection timed out|Connection refused|Host or domain name not found"
+    r"|Name service error|Temporary failure in name resolution|conversation with \S+ timed out"
+)
+
+
+def _utc(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def offline_and_oldest(status: QueueStatus, lifetime: int) -> dict:
+    """Since when mail waits for the network (the oldest message deferred for a network reason: it was
+    written then, or the network went before its first try), and the oldest message with its expiry."""
+    arrivals = [(int(entry.get("arrival_time", status.now)), entry) for entry in status.queue]
+    offline = [(arrival, entry) for arrival, entry in arrivals if NETWORK_REASONS.search(_reason(entry))]
+    first_offline = min(offline, key=lambda pair: pair[0], default=None)
+    oldest = min(arrivals, key=lambda pair: pair[0], default=None)
+    return {
+        "queue_lifetime_seconds": lifetime,
+        "offline_since": None
+        if first_offline is None
+        else {"at": first_offline[0], "utc": _utc(first_offline[0]), "reason": _reason(first_offline[1])},
+        "oldest": None
+        if oldest is None
+        else {
+            "queue_id": oldest[1].get("queue_id"),
+            "age_seconds": status.now - oldest[0],
+            "expires_in_seconds": oldest[0] + lifetime - status.now,
+            "expires_utc": _utc(oldest[0] + lifetime),
+        },
+    }
+
+
+def summary(
+    host_name: str, status: QueueStatus, threshold: int, current: bool | None, detail: str, lifetime: int = 5 * 86400
+) -> dict:
+    """One host's status, as `--json` prints it; `stuck` counts messages older than the threshold;
+    `lifetime`: the queue lifetime, the seconds Postfix tries a message before it gives it up."""
     ages = [(status.now - int(entry.get("arrival_time", status.now)), entry) for entry in status.queue]
     deferred = [(age, entry) for age, entry in ages if entry.get("queue_name") == "deferred"]
     oldest = max(deferred, key=lambda pair: pair[0], default=None)
@@ -103,6 +143,7 @@ def summary(host_name: str, status: QueueStatus, threshold: int, current: bool |
             "last_said": status.watchdog_said or None,
             "warning_active": status.watchdog_problem,
         },
+        **offline_and_oldest(status, lifetime),
         "configuration": {"current": current, "detail": detail},
     }
 
@@ -115,6 +156,15 @@ def status_line(report: dict) -> str:
     parts = [f"queue {report['queue_size']}"]
     if report["queue_error"]:
         parts.append(f"queue unreadable: {report['queue_error']}")
+    if offline := report.get("offline_since"):
+        parts.append(f"offline since {offline['utc']} ({offline['reason']})")
+    if message := report.get("oldest"):
+        left = message["expires_in_seconds"]
+        expires = f"in {age_text(left)}" if left > 0 else "at its next delivery attempt"
+        parts.append(
+            f"oldest message {message['queue_id']} {age_text(message['age_seconds'])} old, "
+            f"Postfix gives it up {expires} ({message['expires_utc']})"
+        )
     oldest = report["oldest_deferred"]
     if oldest:
         parts.append(f"oldest deferred {oldest['queue_id']} {age_text(oldest['age_seconds'])}: {oldest['reason']}")

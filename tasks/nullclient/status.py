@@ -51,8 +51,9 @@ def status() -> None:
     except SettingsError:  # every host refused: the queue is still worth showing
         settings = Refusal(host.name, check_host(host.name, host.data)[1] or ["the keyring could not be read"])
     plain, _ = check_host(host.name, host.data)
+    # Stuck as the watchdog counts it: by half the queue lifetime at the latest.
     threshold = (
-        plain.watchdog_threshold if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
+        alerts.warn_after(plain) if plain else BY_NAME["watchdog_threshold"].parse(DEFAULTS["watchdog_threshold"])
     )
     # The password map is compared on the host with what the deploy would write (facts.secret_digests).
     secrets = [] if isinstance(settings, Refusal) else render_secret_files(settings)
@@ -60,4 +61,5 @@ def status() -> None:
     status = host.get_fact(NullClientStatus, **arguments, _stdin=secret_digests(secrets))
     current, detail = configuration(settings, status.found)
 
-    report_path().write_text(json.dumps(summary(host.name, status, threshold, current, detail)))
+    lifetime = plain.queue_lifetime if plain else BY_NAME["queue_lifetime"].parse(DEFAULTS["queue_lifetime"])
+    report_path().write_text(json.dumps(summary(host.name, status, threshold, current, detail, lifetime)))

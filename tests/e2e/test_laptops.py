@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from lab import base, hosts, network, smarthost
 from lab.ca import issue_certificate
 from lab.config import BRIDGE, DOMAIN, NETWORK_PREFIX, STATE_DIR
 from postfix_nullclient import alerts
+from tests.conftest import PROJECT
 from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, run_deploy, write_inventory
 
 NAME = "lt1"
@@ -235,3 +237,42 @@ def test_the_fallback_relay_takes_the_mail_while_the_relay_is_down_and_the_relay
     assert f"Verified TLS connection established to {second}[{relays[RELAYS[1]][0]}]:587" in log
     assert f"Verified TLS connection established to {first}[{relays[RELAYS[0]][0]}]:587" in log
     assert not [m for m in smarthost.messages(STATE_DIR, name=RELAYS[1]) if m["subject"] == back]
+
+
+def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_would_expire(
+    lt1, relays, keyring_env, tmp_path
+):
+    inventory = write_inventory(
+        tmp_path / "inventory.py", [(lt1.fqdn, lab_host_data(lt1, relay_host=f"{RELAYS[0]}.{DOMAIN}"))]
+    )
+    run = run_deploy(keyring_env, str(inventory))
+    assert run.returncode == 0, run.output
+    subject = f"unreachable {uuid.uuid4().hex[:10]}"
+    smarthost.stop(STATE_DIR, RELAYS[0])  # the network blocks the relay's port: refused, as a hotel's may
+    try:
+        lt1.run(f"echo waits | mail -s '{subject}' root")
+        deadline = time.monotonic() + 30
+        while "Connection refused" not in lt1.run("postqueue -j").stdout:
+            assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
+            time.sleep(0.5)
+        status = subprocess.run(
+            [sys.executable, "-m", "postfix_nullclient.nullclient", "status", "-i", str(inventory)],
+            cwd=PROJECT,
+            env=keyring_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        address, cert = relays[RELAYS[0]]
+        smarthost.start(STATE_DIR, base.ca_dir(), cert=cert, name=RELAYS[0], listen=address)
+    lt1.run("postqueue -f")
+    smarthost.wait_for_messages(STATE_DIR, 1, timeout=30, predicate=lambda m: m["subject"] == subject, name=RELAYS[0])
+
+    print(status.stdout, status.stderr)
+    line = status.stdout
+    assert re.search(
+        rf"; offline since \S+ \S+ UTC \(connect to {RELAYS[0]}\.{DOMAIN}\[[0-9.]+\]:587: Connection refused\); ", line
+    )
+    assert re.search(r"; oldest message \w+ \d+s old, Postfix gives it up in 29d 23h \(\S+ \S+ UTC\); ", line), line
