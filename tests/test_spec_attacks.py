@@ -46,6 +46,14 @@ STRING_ATTACKS = [
     for fragment in FRAGMENTS
     for value in placements(setting.example, fragment)
 ]
+# Settings that take a list of strings: the same pieces in one of its items.
+LIST_ATTACKS = [
+    (setting.name, [value])
+    for setting in spec.SETTINGS
+    if isinstance(setting.example, list) and setting.example and isinstance(setting.example[0], str)
+    for fragment in FRAGMENTS
+    for value in placements(setting.example[0], fragment)
+]
 TYPE_ATTACKS = [
     (setting.name, value)
     for setting in spec.SETTINGS
@@ -97,7 +105,10 @@ def assert_carried_literally(found) -> None:
         rules = [line for line in lines if line and not line.startswith("#")]
         for rule in rules:
             assert RULE.fullmatch(rule), f"{name}: a rule Postfix would read otherwise: {rule!r}"
-    assert files["sasl_passwd"].count("\n") == 1 and files["sasl_passwd"].endswith("\n")
+    # One "[host]:port login:password" line for the relay and for each fallback relay.
+    logins = files["sasl_passwd"].split("\n")
+    assert logins.pop() == "" and len(logins) == 1 + len(getattr(found, "fallback_relays", ()))
+    assert all(re.fullmatch(r"\[[A-Za-z0-9.-]+\]:(587|465) [^\s:]+:\S.*", login) for login in logins), logins
     assert all(c.isprintable() or c in "\n\t" for text in files.values() for c in text)
 
 
@@ -109,7 +120,9 @@ def assert_refused_by_name(setting: str, value: Any, problems: list[str]) -> Non
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"), STRING_ATTACKS + TYPE_ATTACKS + LONG_ATTACKS + ALIAS_KEY_ATTACKS, ids=lambda v: repr(v)[:30]
+    ("setting", "value"),
+    STRING_ATTACKS + LIST_ATTACKS + TYPE_ATTACKS + LONG_ATTACKS + ALIAS_KEY_ATTACKS,
+    ids=lambda v: repr(v)[:30],
 )
 def test_a_hostile_value_is_refused_by_name_or_carried_literally_by_every_file(setting, value):
     found, problems = check_host(HOST, {**BASE, setting: value})
@@ -118,7 +131,9 @@ def test_a_hostile_value_is_refused_by_name_or_carried_literally_by_every_file(s
         assert_refused_by_name(setting, value, problems)
         return
     parsed = getattr(found, setting)
-    assert not isinstance(parsed, float | bytes | list | tuple), parsed
+    assert not isinstance(parsed, float | bytes), parsed
+    if isinstance(parsed, list | tuple):
+        assert isinstance(spec.BY_NAME[setting].example, list), f"{setting} became a {type(parsed).__name__}"
     assert_carried_literally(found)
 
 
