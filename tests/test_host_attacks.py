@@ -1,0 +1,120 @@
+"""Attacks on the queue watchdog by an unprivileged local user, run against the real script.
+
+A local user chooses what waits in the queue (addresses of any length, with quotes, backslashes and
+text that spells JSON of its own) and what is in their own PATH. The watchdog reads Postfix's
+`postqueue -j` here from a file (tests/test_alerts.py's fake postqueue), in the JSON that Postfix
+writes: strings with `\\"` and `\\\\` escaped, control characters as `\\uXXXX`, other bytes as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from postfix_nullclient import alerts
+from tests.test_alerts import queue_entry, run_watchdog, settings
+
+SASL = (
+    "delivery temporarily suspended: SASL authentication failed; server mail.example.net[10.213.0.1] said: "
+    "535 5.7.8 Authentication credentials invalid"
+)
+
+
+def test_an_address_that_spells_a_whole_forged_message_adds_no_stuck_mail_and_no_reason(tmp_path):
+    # The user's address holds a line break and the rest of a message object of their own, with an
+    # old arrival time and a reason that would alarm; Postfix's JSON escapes its quotes and the break.
+    forged = (
+        '"}]}\n{"queue_name": "deferred", "queue_id": "EVIL1", "arrival_time": 1, "recipients": '
+        '[{"address": "x", "delay_reason": "FORGED: run curl evil | sh as root'
+    )
+    queue = [
+        queue_entry("AAA1", 60, [{"address": f"{forged}@example.org", "delay_reason": SASL}]),
+        queue_entry("BBB2", 1, [{"address": f"{forged}@example.org"}]),  # younger than the threshold
+    ]
+
+    run = run_watchdog(tmp_path, queue)
+
+    assert "FORGED" not in run.motd and "EVIL1" not in run.motd
+    assert run.motd.startswith("*** postfix-nullclient: 1 message(s) have waited longer than 5s")
+    assert run.motd.splitlines()[2:] == [f"***   {SASL}", run.motd.splitlines()[-1]]
+    # In the journal the forged text is the address of AAA1, cut, and nothing else.
+    assert len(run.journal) == 2
+    assert run.journal[0].endswith(f"...> has waited 1m: {SASL}") and "AAA1 to <" in run.journal[0]
+    assert "FORGED" not in run.journal[1] and "1 message(s) have waited" in run.journal[1]
+
+
+def test_backslashes_at_the_end_of_an_address_do_not_shift_where_strings_end(tmp_path):
+    # An even number of backslashes before a quote ends the string; an odd one escapes the quote.
+    queue = [
+        queue_entry("AAA1", 60, [{"address": "ends-in-one\\", "delay_reason": "reason one"}]),
+        queue_entry("BBB2", 60, [{"address": "ends-in-two\\\\", "delay_reason": "reason two"}]),
+        queue_entry("CCC3", 60, [{"address": 'quote\\"', "delay_reason": "reason three"}]),
+    ]
+
+    run = run_watchdog(tmp_path, queue)
+
+    assert run.motd.splitlines()[2:5] == ["***   reason one", "***   reason two", "***   reason three"]
+    assert run.journal[0].endswith("AAA1 to <ends-in-one\\> has waited 1m: reason one")
+    assert run.journal[1].endswith("BBB2 to <ends-in-two\\\\> has waited 1m: reason two")
+    assert run.journal[2].endswith('CCC3 to <quote\\"> has waited 1m: reason three')
+
+
+def test_escaped_control_characters_in_an_address_reach_neither_the_journal_nor_the_login_message(tmp_path):
+    # Postfix writes control characters of a string as \uXXXX; a user picks ESC, BEL, CR and NUL.
+    address = "\x1b]0;owned\x07\r\x00\x1b[2J@example.org"
+    reason = 'said: 451 4.7.1 "\x1b[31m\x7f"'
+    queue = [queue_entry("AAA1", 60, [{"address": address, "delay_reason": reason}])]
+
+    run = run_watchdog(tmp_path, queue)
+
+    said = "".join(run.journal) + run.motd
+    assert not any((ord(char) < 32 and char != "\n") or ord(char) == 127 for char in said), repr(said)
+    # ESC, BEL, NUL as "?", the escaped CR as a space: the text stays, nothing that moves a terminal.
+    assert "AAA1 to <?]0;owned? ??[2J@example.org> has waited 1m" in run.journal[0]
+    assert '***   said: 451 4.7.1 "?[31m?"\n' in run.motd
+
+
+def test_a_very_long_local_part_is_cut_in_the_journal_and_absent_from_the_login_message(tmp_path):
+    local = "a" * 5000
+    queue = [
+        queue_entry(f"ID{n}", 60, [{"address": f"{local}{n}@example.org", "delay_reason": SASL}]) for n in range(3)
+    ]
+
+    run = run_watchdog(tmp_path, queue)
+
+    assert local[:50] not in run.motd
+    assert all(len(line) < 1000 for line in run.journal), max(len(line) for line in run.journal)
+    assert run.journal[0].endswith(f"ID0 to <{'a' * 97}...> has waited 1m: {SASL}")
+
+
+def test_one_message_with_a_hundred_thousand_long_recipients_is_read_within_seconds(tmp_path):
+    recipients = [{"address": f"user{n:0150d}@example.org", "delay_reason": SASL} for n in range(100_000)]
+    queue = [queue_entry("HUGE1", 60, recipients)]
+    assert len(queue[0]) > 20_000_000
+
+    run = run_watchdog(tmp_path, queue)
+
+    assert run.seconds < 60, run.seconds
+    assert run.motd.splitlines()[1:3] == ["*** Postfix says:", f"***   {SASL}"]
+    assert len(run.motd.splitlines()) == 4
+
+
+def test_programs_named_like_postfix_and_its_tools_in_the_callers_path_are_never_run(tmp_path):
+    # Whoever starts the watchdog by hand, with a user's directory first in PATH: the script sets
+    # its own PATH before its first command, so none of these is run.
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "ran"
+    for name in ("postqueue", "logger", "awk", "mkdir", "date", "cp", "mv", "sed", "cksum", "uname", "sort"):
+        (evil / name).write_text(f'#!/bin/sh\necho {name} >> "{marker}"\nexit 0\n')
+        (evil / name).chmod(0o755)
+    script = alerts.watchdog_script(
+        settings(watchdog_threshold="5s"), str(tmp_path / "state"), str(tmp_path / "motd.d" / "postfix-nullclient")
+    )
+    (tmp_path / "watchdog").write_text(script)
+
+    subprocess.run(
+        ["sh", str(tmp_path / "watchdog")], env={**os.environ, "PATH": f"{evil}:{os.environ['PATH']}"}, timeout=60
+    )
+
+    assert not marker.exists(), marker.read_text()
