@@ -7,6 +7,9 @@ local user. Mail waits because the mail server changed av1's password (as in tes
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
 import shlex
 import signal
@@ -22,8 +25,8 @@ import pytest
 from lab import smarthost
 from lab.config import STATE_DIR
 from postfix_nullclient import alerts
-from tests.conftest import PROJECT
-from tests.e2e.conftest import Workstation, lab_host_data, run_deploy, write_inventory
+from tests.conftest import PROJECT, store_password
+from tests.e2e.conftest import SERVICE, Workstation, lab_host_data, run_deploy, write_inventory
 from tests.e2e.test_verify_rotate import keyring_password, map_password
 
 WATCHDOG_UNIT = "postfix-nullclient-watchdog.service"
@@ -220,3 +223,42 @@ def test_rotate_killed_during_its_deploy_loses_no_password(av, keyring_env):
     assert stored == new, "the keyring lost the new password"
     # The host holds one of the two, never neither; the next deploy puts the keyring's (new) one there.
     assert map_password(ws) in (new, ws.password)
+
+
+def secret_forms(ws: Workstation, password: str) -> dict[str, str]:
+    """The password and what would give it away: in base64 (the apply's check carries it so), the
+    SHA-256 of the password map's content (the fact compares it), and of the password alone."""
+    login = f"{ws.smtp_user}:{password}"
+    line = f"[mail.example.net]:587 {login}\n"
+    return {
+        "password": password,
+        "base64 of the login": base64.b64encode(login.encode()).decode(),
+        "base64 of the password": base64.b64encode(password.encode()).decode(),
+        "sha256 of the map": hashlib.sha256(line.encode()).hexdigest(),
+        "sha256 of the password": hashlib.sha256(password.encode()).hexdigest(),
+    }
+
+
+def test_the_most_verbose_deploy_and_map_check_show_no_password_nor_a_digest_of_it(av, keyring_env, tmp_path):
+    ws = av.ws
+    new = "verbose-" + os.urandom(8).hex()
+    store_password(keyring_env, SERVICE, ws.smtp_user, new)  # so that the map changes
+    pyinfra = [str(PROJECT / ".venv" / "bin" / "pyinfra"), str(av.inventory)]
+    env = {**keyring_env, "PYINFRA_PROGRESS": "off"}
+    deployed = run_deploy(keyring_env, str(av.inventory), "-vvv", "--debug", "--diff")
+    checked = subprocess.run(
+        [*pyinfra, "postfix_nullclient.nullclient.password_check.map_password", "-y", "-vvv", "--debug",
+         "--data", f"nullclient_report={tmp_path}"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    smarthost.set_account(STATE_DIR, ws.smtp_user, new)
+    ws.password = new
+
+    assert deployed.returncode == 0, deployed.output
+    assert map_password(ws) == new  # the map did change in this run
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert '"map_password": "same"' in "".join(path.read_text() for path in tmp_path.glob("*.json"))
+    output = deployed.output + checked.stdout + checked.stderr
+    assert "*MASKED*" in checked.stdout + checked.stderr  # where the fact's stdin is shown, it is masked
+    shown = [name for name, form in secret_forms(ws, new).items() if form in output]
+    assert shown == [], shown
