@@ -62,8 +62,56 @@ def postfix_hostname(settings: Settings, fqdn: str) -> str:
 
 def local_domains(myhostname: str) -> str:
     """Regexp alternatives for the domains that mean 'this machine' in an address."""
-    names = [myhostname, myhostname.split(".", 1)[0], "localhost", "localhost.localdomain"]
-    return "|".join(regex_escape(name) for name in dict.fromkeys(names))
+    return "|".join(regex_escape(name) for name in local_domain_names(myhostname))
+
+
+def local_domain_names(myhostname: str) -> list[str]:
+    """The domains that mean 'this machine' in an address, in lower case (Postfix's tables ignore case)."""
+    names = (myhostname, myhostname.split(".", 1)[0], "localhost", "localhost.localdomain")
+    return list(dict.fromkeys(name.lower() for name in names))
+
+
+def alias_answer(settings: Settings, myhostname: str, address: str) -> str:
+    """What virtual_alias is meant to answer for `address` ("": nothing), by its rules in their order:
+    an extra alias of this machine, any other name of this machine, the login's bounces."""
+    local, _, domain = address.lower().rpartition("@")
+    if domain in local_domain_names(myhostname):
+        return settings.extra_aliases.get(local, settings.forward_to)
+    if settings.sender_address != settings.forward_to and address.lower() == settings.sender_address.lower():
+        return settings.forward_to
+    return ""
+
+
+def sender_answer(settings: Settings, address: str) -> str:
+    """What sender_canonical is meant to answer: Postfix's own bounce senders stay, every other sender
+    becomes sender_address."""
+    if address.lower().partition("@")[0] in ("mailer-daemon", "double-bounce"):
+        return address
+    return settings.sender_address
+
+
+def _once(addresses: list[str]) -> list[str]:
+    """Each address once, as Postfix's tables ignore case: the first spelling."""
+    seen: dict[str, str] = {}
+    for address in addresses:
+        seen.setdefault(address.lower(), address)
+    return list(seen.values())
+
+
+def local_address_problem(settings: Settings, fqdn: str) -> str | None:
+    """Why forward_to or an extra alias would send mail back to this machine, or None: aliases would then
+    lead to each other or to themselves, and such mail would wait for ever."""
+    local = local_domain_names(postfix_hostname(settings, fqdn))
+    targets = [("forward_to", settings.forward_to)]
+    targets += [(f"extra_aliases[{user!r}]", target) for user, target in sorted(settings.extra_aliases.items())]
+    for name, target in targets:
+        if target.lower().rpartition("@")[2] in local:
+            return (
+                f"{name} {target!r} is an address of this machine ({', '.join(local)}): its mail would come back "
+                "to the aliases; give an address elsewhere, in the inventory (host data), group_data/all.py, or "
+                "with --data"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -110,16 +158,15 @@ def meaning(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) ->
         "maximal_queue_lifetime": duration_text(settings.queue_lifetime),
         "bounce_queue_lifetime": duration_text(settings.queue_lifetime),
     }
-    aliases = settings.extra_aliases
-    local = [myhostname, "localhost"]
-    lookups = [("virtual_alias", f"root@{name}", aliases.get("root", settings.forward_to)) for name in local]
-    lookups += [("virtual_alias", f"{user}@{myhostname}", target) for user, target in sorted(aliases.items())]
-    if settings.sender_address != settings.forward_to:
-        lookups.append(("virtual_alias", settings.sender_address, settings.forward_to))
+    # The addresses that matter, each asked once (Postfix's tables ignore case), with the answer the
+    # deploy means: root, each extra alias, the login's bounces, an outside address, the senders.
+    probes = [f"root@{myhostname}", "root@localhost"]
+    probes += [f"{user}@{myhostname}" for user in sorted(settings.extra_aliases)]
+    probes += [settings.sender_address, "someone@nullclient-probe.invalid"]
+    lookups = [("virtual_alias", address, alias_answer(settings, myhostname, address)) for address in _once(probes)]
     lookups += [
-        ("virtual_alias", "someone@example.com", ""),  # mail to outside addresses is left alone
-        ("sender_canonical", f"root@{myhostname}", settings.sender_address),
-        ("sender_canonical", f"MAILER-DAEMON@{myhostname}", f"MAILER-DAEMON@{myhostname}"),
+        ("sender_canonical", address, sender_answer(settings, address))
+        for address in (f"root@{myhostname}", f"MAILER-DAEMON@{myhostname}")
     ]
     login = ("sasl_passwd", settings.relayhost, f"{settings.smtp_user}:{settings.password.unmask()}")
     return Meaning(parameters, lookups, login)
