@@ -5,16 +5,21 @@ import json
 import pytest
 
 from postfix_nullclient.nullclient.checks import (
+    ROTATE_COMMAND,
     Health,
     MailProbe,
+    NullClientHealth,
+    check_login,
     check_password_map,
     check_queue,
     check_relay,
     check_test_mail,
     client_mechanisms,
 )
-from postfix_nullclient.nullclient.commands import say
-from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, generate_password, password_problem
+from postfix_nullclient.nullclient.commands import fix_text, say
+from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, account_of, generate_password, password_problem
+from postfix_nullclient.nullclient.targets import Target
+from postfix_nullclient.settings import check_host
 from tests.test_deploy_fake import host_settings
 
 # posttls-finger -l secure against the lab's smarthost on port 587, as a Debian 12 host printed it.
@@ -51,7 +56,7 @@ def test_relay_without_a_module_for_its_mechanisms_fails_and_says_what_to_instal
     check = check_relay(host_settings("torres", "pw"), health(sasl_modules=["anonymous", "sasldb"]))
     assert not check.ok
     assert "offers AUTH CRAM-MD5 PLAIN and the installed SASL modules do nothing" in check.detail
-    assert "libsasl2-modules" in check.detail
+    assert "libsasl2-modules" in check.fix
 
 
 # posttls-finger -l secure against a relay whose banner and EHLO reply imitate posttls-finger's own
@@ -176,3 +181,84 @@ def test_generated_passwords_are_32_letters_and_digits_and_differ():
 @pytest.mark.parametrize("password", ["", "two\nlines", " padded", "nul\0"])
 def test_passwords_the_deploy_would_refuse_are_refused(password):
     assert password_problem(password)
+
+
+# What health.sh.j2's login printed on a Debian 12 host against the lab's smarthost (openssl s_client
+# -quiet -starttls smtp, then EHLO, AUTH PLAIN, QUIT), as NullClientHealth reads it.
+LOGIN = """login depth=1 CN = nullclient lab CA
+login verify return:1
+login depth=0 CN = mail.example.net
+login verify return:1
+login 250 HELP\r
+login 250-mail.example.net\r
+login 250-AUTH LOGIN PLAIN\r
+login 250 HELP\r
+login {answer}\r
+login 221 Bye\r"""
+UNVERIFIED_LOGIN = """login depth=0 CN = mail.example.net
+login verify error:num=62:hostname mismatch
+login 407776E7F27F0000:error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed"""
+
+
+def login_health(output: str) -> Health:
+    return NullClientHealth().process(["map_login torres@example.net", *output.splitlines()])
+
+
+def test_login_is_ok_only_when_the_relay_accepts_it():
+    check = check_login(
+        host_settings("torres", "pw"), login_health(LOGIN.format(answer="235 2.7.0 Authentication successful"))
+    )
+    assert (
+        check.ok
+        and check.detail == "the relay accepts the login torres@example.net: 235 2.7.0 Authentication successful"
+    )
+
+
+def test_a_login_the_relay_refuses_fails_with_its_words_and_names_rotate():
+    answer = "535 5.7.8 Authentication credentials invalid"
+    check = check_login(host_settings("torres", "pw"), login_health(LOGIN.format(answer=answer)))
+    assert not check.ok and check.detail.endswith(f"with the password in the host's map: {answer}")
+    assert ROTATE_COMMAND in check.fix
+
+
+def test_a_login_is_not_tried_without_a_verified_certificate():
+    check = check_login(host_settings("torres", "pw"), login_health(UNVERIFIED_LOGIN))
+    assert not check.ok
+    assert "the password was not sent: verify error:num=62:hostname mismatch" in check.detail
+
+
+def test_a_queue_that_cannot_be_read_fails_and_says_what_remains():
+    found = NullClientHealth().process([
+        "queue_error postqueue: fatal: open /etc/postfix/main.cf: No such file or directory",
+        "queue_error (1 message(s) remain in /var/spool/postfix/hold)",
+    ])  # fmt: skip
+    check = check_queue(found)
+    assert not check.ok
+    assert check.detail == (
+        "the queue cannot be read: postqueue: fatal: open /etc/postfix/main.cf: No such file or directory "
+        "(1 message(s) remain in /var/spool/postfix/hold)"
+    )
+
+
+def test_a_fix_names_the_hosts_own_command_line():
+    inventory = Target("inventory.py", ("torres.example.net",), {"relay_port": "465"})
+    assert fix_text(inventory, "torres.example.net", f"run {ROTATE_COMMAND}") == (
+        "run nullclient rotate -i inventory.py torres.example.net --data relay_port=465"
+    )
+    ssh = {"ssh_hostname": "10.0.0.5", "ssh_user": "root", "ssh_known_hosts_file": "/tmp/k h"}
+    alone = Target(None, ("kirk.example.net",), {**ssh, "ssh_strict_host_key_checking": "yes"})
+    assert fix_text(alone, "kirk.example.net", ROTATE_COMMAND) == (
+        "nullclient rotate kirk.example.net --address 10.0.0.5 --ssh-user root --known-hosts '/tmp/k h'"
+    )
+    assert alone.nullclient_options("kirk.example.net", ssh=False) == "kirk.example.net"
+
+
+def test_the_keyring_entry_needs_only_its_own_settings_and_is_the_deploys():
+    assert account_of("kirk.example.net", {}).user == "kirk@example.net"  # no forward_to
+    data = {"forward_to": "you@example.org", "mail_domain": "example.org", "keyring_service": "relay"}
+    settings, problems = check_host("kirk.example.net", data)
+    assert not problems
+    entry = account_of("kirk.example.net", data)
+    assert (
+        (entry.service, entry.user) == (settings.keyring_service, settings.smtp_user) == ("relay", "kirk@example.org")
+    )

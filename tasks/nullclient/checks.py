@@ -2,8 +2,12 @@
 
 Every check runs on the host itself, with Postfix's own tools: `postconf -n`, `postmap -q`,
 `posttls-finger` (the relay, its certificate and AUTH, with the live CA file and wrapper mode),
-the SASL modules on disk and `postqueue -j`. The password never leaves the host: the map lookup
-is cut to the login there.
+the SASL modules on disk and `postqueue -j`; the login on the relay with `openssl s_client` and the
+password map's own entry. The password never leaves the host: the map lookup is cut to the login
+there, and the login's AUTH line goes to openssl on stdin.
+
+A check that fails says how to fix it (Check.fix), with placeholders that nullclient.commands fills
+in with the command lines for the host: ROTATE_COMMAND, DEPLOY_COMMAND and FLUSH_COMMAND.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ class Health:
     map_login: str | None = None  # None: not looked up (no relayhost)
     finger: list[str] = field(default_factory=list)
     sasl_modules: list[str] = field(default_factory=list)
+    login: list[str] = field(default_factory=list)  # what openssl and the relay said to the login
+    login_tool_missing: str = ""  # why the login could not be tried
     queue: list[dict] = field(default_factory=list)
+    queue_error: list[str] = field(default_factory=list)  # postqueue failed: its words, what remains
 
 
 class NullClientHealth(FactBase[Health]):
@@ -71,6 +78,12 @@ class NullClientHealth(FactBase[Health]):
                 health.finger.append(value)
             elif key == "sasl_module":
                 health.sasl_modules.append(value.strip())
+            elif key == "login":
+                health.login.append(value.rstrip("\r"))
+            elif key == "login_tool_missing":
+                health.login_tool_missing = value.strip()
+            elif key == "queue_error":
+                health.queue_error.append(value.strip())
             elif key == "queue" and value.strip():
                 try:
                     health.queue.append(json.loads(value))
@@ -114,41 +127,41 @@ def send_test_mail(timeout: int) -> Iterator[str]:
     yield render_script("test_mail", timeout=timeout)
 
 
+# Placeholders in Check.fix, filled in by nullclient.commands with the command line for the host.
+ROTATE_COMMAND = "{rotate}"  # nullclient rotate with the host's options
+DEPLOY_COMMAND = "{deploy}"  # the deploy of the host
+FLUSH_COMMAND = "{flush}"  # postqueue -f on the host
+RUN_THE_DEPLOY = f"run the deploy: {DEPLOY_COMMAND}"
+
+
 @dataclass
 class Check:
     name: str
     ok: bool
     detail: str
+    fix: str = ""  # the command that fixes a failure, with the placeholders above
 
 
 def _normalized(value: str) -> str:
     return " ".join(value.split())
 
 
-def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, health: Health) -> Check:
-    """postconf -n equals the wanted main.cf, and the deploy would change nothing."""
-    problems = []
-    if "main.cf" not in found.contents:
-        problems.append("main.cf is missing")
-    else:
-        wanted = main_cf_values(next(f.content for f in files if f.name == "main.cf"))
-        live = health.postconf
-        differences = [
-            f"{key} is {live.get(key, '(unset)')!r}, the deploy writes {wanted.get(key, '(unset)')!r}"
-            for key in sorted(set(wanted) | set(live))
-            if _normalized(wanted.get(key, "")) != _normalized(live.get(key, ""))
-        ]
-        if len(differences) > 3:
-            differences[3:] = [f"and {len(differences) - 3} more settings"]
-        problems += [f"postconf -n: {difference}" for difference in differences]
-    for changed in todo.changed:
-        if changed.secret:
-            problems.append(f"{changed.name} differs from the keyring's password or is not root-only (not shown)")
-        elif changed.name != "main.cf":
-            problems.append(f"{changed.name} differs from what the deploy writes")
-        elif not problems:
-            problems.append("main.cf differs from what the deploy writes (comments or layout)")
-    problems += [
+def parameter_differences(files: list[ManagedFile], live: dict[str, str]) -> list[str]:
+    """Each Postfix parameter whose live value is not the one the deploy writes, in a sentence."""
+    wanted = main_cf_values(next(f.content for f in files if f.name == "main.cf"))
+    differences = [
+        f"{key} is {live.get(key, '(unset)')!r}, the deploy writes {wanted.get(key, '(unset)')!r}"
+        for key in sorted(set(wanted) | set(live))
+        if _normalized(wanted.get(key, "")) != _normalized(live.get(key, ""))
+    ]
+    if len(differences) > 3:
+        differences[3:] = [f"and {len(differences) - 3} more parameters differ"]
+    return differences
+
+
+def service_problems(files: list[ManagedFile], found: HostState) -> list[str]:
+    """Why Postfix does not run as deployed: stopped, not started at boot, a map's database not built."""
+    problems = [
         f"the database of {f.name} is missing, older than the map or not root-only"
         for f in files
         if f.hashed_map and found.fresh_maps.get(f.name) != SECRET_STAT
@@ -157,21 +170,42 @@ def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, 
         problems.append("postfix is not running")
     if not found.enabled:
         problems.append("postfix is not enabled at boot")
+    return problems
+
+
+def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, health: Health) -> Check:
+    """postconf -n equals the wanted main.cf, and the deploy would change nothing."""
+    problems = []
+    if "main.cf" not in found.contents:
+        problems.append("main.cf is missing")
+    else:
+        problems += [f"postconf -n: {difference}" for difference in parameter_differences(files, health.postconf)]
+    for changed in todo.changed:
+        if changed.secret:
+            problems.append(f"{changed.name} differs from the keyring's password or is not root-only (not shown)")
+        elif changed.name != "main.cf":
+            problems.append(f"{changed.name} differs from what the deploy writes")
+        elif not problems:
+            problems.append("main.cf differs from what the deploy writes (comments or layout)")
+    problems += service_problems(files, found)
     if problems:
-        return Check("configuration", False, "; ".join(problems) + "; run the deploy")
+        return Check("configuration", False, "; ".join(problems), RUN_THE_DEPLOY)
     return Check("configuration", True, f"postconf -n and the {len(files)} managed files match the deploy")
 
 
 def check_password_map(settings: Settings, health: Health) -> Check:
     if health.map_login is None:
-        return Check("password map", False, "no relayhost is set, so no key to look up")
+        return Check("password map", False, "no relayhost is set, so no key to look up", RUN_THE_DEPLOY)
     if not health.map_login:
-        return Check("password map", False, f"postmap -q {health.relayhost!r} finds nothing in sasl_passwd")
+        return Check(
+            "password map", False, f"postmap -q {health.relayhost!r} finds nothing in sasl_passwd", RUN_THE_DEPLOY
+        )
     if health.map_login != settings.smtp_user:
         return Check(
             "password map",
             False,
             f"key {health.relayhost} holds login {health.map_login!r}, the deploy wants {settings.smtp_user!r}",
+            RUN_THE_DEPLOY,
         )
     return Check("password map", True, f"key {health.relayhost} -> login {health.map_login}")
 
@@ -235,18 +269,33 @@ def relay_findings(finger: list[str]) -> tuple[bool, bool, list[str], str]:
     return connected, bool(verified_line), mechanisms, verified_line or problem
 
 
+RELAY_SETTINGS_FIX = f"correct relay_host or relay_port if they are wrong and {RUN_THE_DEPLOY}"
+CERTIFICATE_FIX = (
+    f"give ca_file the CA that signed the relay's certificate (or fix the relay's certificate) and {RUN_THE_DEPLOY}"
+)
+
+
 def check_relay(settings: Settings, health: Health) -> Check:
     if not health.relayhost:
-        return Check("relay", False, "no relayhost is set")
+        return Check("relay", False, "no relayhost is set", RUN_THE_DEPLOY)
     if not health.finger:
-        return Check("relay", False, "posttls-finger is missing or printed nothing (is postfix installed?)")
+        return Check(
+            "relay", False, "posttls-finger is missing or printed nothing (is postfix installed?)", RUN_THE_DEPLOY
+        )
     connected, verified, server_mechs, line = relay_findings(health.finger)
     if not connected:
-        return Check("relay", False, f"{health.relayhost} is not reachable: {line}")
+        return Check("relay", False, f"{health.relayhost} is not reachable: {line}", RELAY_SETTINGS_FIX)
     if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
-        return Check("relay", False, f"{health.relayhost}: connected, but it never answered: {line}")
+        return Check(
+            "relay", False, f"{health.relayhost}: connected, but it never answered: {line}", RELAY_SETTINGS_FIX
+        )
     if not verified:
-        return Check("relay", False, f"{health.relayhost}: no TLS with a verified certificate: {line}")
+        return Check(
+            "relay",
+            False,
+            f"{health.relayhost}: no TLS with a verified certificate: {line}",
+            CERTIFICATE_FIX,
+        )
     ours = client_mechanisms(health.sasl_modules)
     usable = [mech for mech in server_mechs if mech in ours]
     if not usable:
@@ -254,7 +303,8 @@ def check_relay(settings: Settings, health: Health) -> Check:
             "relay",
             False,
             f"{health.relayhost}: TLS verified, but it offers AUTH {' '.join(server_mechs) or 'nothing'} and the "
-            f"installed SASL modules do {' '.join(ours) or 'nothing'} (install libsasl2-modules or cyrus-sasl-plain)",
+            f"installed SASL modules do {' '.join(ours) or 'nothing'}",
+            f"{RUN_THE_DEPLOY} (it installs libsasl2-modules or cyrus-sasl-plain)",
         )
     tls = line.split(": ", 1)[-1] if ": " in line else line
     return Check(
@@ -265,7 +315,59 @@ def check_relay(settings: Settings, health: Health) -> Check:
     )
 
 
+SMTP_REPLY = re.compile(r"(\d{3})[ -]")
+
+
+def check_login(settings: Settings, health: Health) -> Check:
+    """The relay's answer to AUTH PLAIN with the password map's entry, tried on the host (health.sh.j2).
+
+    Its reply code is the relay's word, after openssl verified the relay's certificate; the first
+    reply that is not part of EHLO's (250) is the answer to AUTH."""
+    if health.map_login is None or not health.map_login:
+        return Check("login", False, "not tried: the password map has no entry for the relay", RUN_THE_DEPLOY)
+    if health.login_tool_missing:
+        return Check("login", False, f"not tried: {health.login_tool_missing} is not installed on the host",
+                     "install openssl on the host and run verify again")  # fmt: skip
+    replies = [line for line in health.login if SMTP_REPLY.match(line)]
+    answer = next((line for line in replies if not line.startswith(("250", "220"))), "")
+    if answer.startswith("235"):
+        return Check("login", True, f"the relay accepts the login {health.map_login}: {answer}")
+    if answer.startswith("5"):
+        return Check(
+            "login",
+            False,
+            f"the relay refuses the login {health.map_login} with the password in the host's map: {answer}",
+            f"give the host and the relay one password: {ROTATE_COMMAND}",
+        )
+    if answer:
+        return Check("login", False, f"the relay did not accept the login {health.map_login}: {answer}",
+                     f"try again later; if it persists: {ROTATE_COMMAND}")  # fmt: skip
+    said = [line for line in health.login if not line.startswith(("depth=", "verify return:"))]
+    problem = next((line for line in said if re.search(r"error|refused|unknown|timed out", line, re.I)), "")
+    return Check(
+        "login",
+        False,
+        f"not tried: no TLS session with a verified certificate, so the password was not sent: "
+        f"{problem or (said[-1] if said else 'openssl printed nothing (no answer within 15 s)')}",
+        CERTIFICATE_FIX,
+    )
+
+
+def queue_fix(reasons: list[str]) -> str:
+    """The fix for mail that waits, from Postfix's reasons: the login (rotate), else the relay's side."""
+    if any("SASL authentication failed" in reason or " 535 " in reason for reason in reasons):
+        return f"the relay refuses the host's login: {ROTATE_COMMAND} (it flushes the queue)"
+    return f"once the cause is fixed (on the relay, or in the settings): {FLUSH_COMMAND}"
+
+
 def check_queue(health: Health) -> Check:
+    if health.queue_error:
+        return Check(
+            "queue",
+            False,
+            f"the queue cannot be read: {' '.join(health.queue_error)}",
+            f"Postfix must run to read and send it: {RUN_THE_DEPLOY}",
+        )
     if not health.queue:
         return Check("queue", True, "empty")
     lines = []
@@ -277,7 +379,10 @@ def check_queue(health: Health) -> Check:
                 f"to {recipient.get('address')!r}: {reason}"
             )
     more = f"; and {len(health.queue) - 5} more" if len(health.queue) > 5 else ""
-    return Check("queue", False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more)
+    reasons = [r.get("delay_reason") or "" for entry in health.queue for r in entry.get("recipients", [])]
+    return Check(
+        "queue", False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more, queue_fix(reasons)
+    )
 
 
 def delivery_status(queue_id: str, line: str) -> str:
@@ -296,19 +401,29 @@ def check_test_mail(mail: MailProbe) -> Check:
     The lines come from Postfix's own processes only (test_mail.sh.j2), matched by the queue id of
     this very mail; whether it left the queue is postqueue's word, not the log's."""
     if not mail.sent:
-        return Check("test mail", False, "sendmail failed on the host")
+        return Check("test mail", False, "sendmail failed on the host", RUN_THE_DEPLOY)
     if not mail.queue_id:
-        return Check("test mail", False, "sent, but its queue id never appeared in the mail log")
+        return Check("test mail", False, "sent, but its queue id never appeared in the mail log", RUN_THE_DEPLOY)
     ours = [(delivery_status(mail.queue_id, line), line) for line in mail.log]
     ours = [(status, line) for status, line in ours if status]
     last = ours[-1][1] if ours else ""
     if not mail.left_queue:
-        return Check("test mail", False, f"{mail.queue_id} is still queued: {last or 'no delivery attempt yet'}")
+        return Check(
+            "test mail",
+            False,
+            f"{mail.queue_id} is still queued: {last or 'no delivery attempt yet'}",
+            queue_fix([last]),
+        )
     failed = next((line for status, line in ours if status in ("bounced", "expired")), "")
     sent = next((line for status, line in ours if status == "sent"), "")
     if failed or not sent:
         reason = failed or last or "no status"
-        return Check("test mail", False, f"{mail.queue_id} left the queue but was not sent: {reason}")
+        return Check(
+            "test mail",
+            False,
+            f"{mail.queue_id} left the queue but was not sent: {reason}",
+            "the bounce went to root (forward_to): fix what the relay said, then verify --test-mail again",
+        )
     return Check("test mail", True, f"{mail.queue_id} left the queue: {sent.split(': ', 1)[-1]}")
 
 

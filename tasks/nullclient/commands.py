@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from postfix_nullclient.nullclient import passwords
-from postfix_nullclient.nullclient.checks import Check
+from postfix_nullclient.nullclient.checks import DEPLOY_COMMAND, FLUSH_COMMAND, ROTATE_COMMAND, Check, queue_fix
 from postfix_nullclient.nullclient.queue_status import status_line
 from postfix_nullclient.nullclient.remove_plan import DISCARD, DISCARD_FLAG, KEEP, KEEP_FLAG, REFUSE, refusal
 from postfix_nullclient.nullclient.targets import (
@@ -28,6 +28,7 @@ from postfix_nullclient.nullclient.targets import (
     run_pyinfra,
 )
 from postfix_nullclient.nullclient.terminal import printable
+from postfix_nullclient.settings import check_host
 
 # The operator commands' deploys, as pyinfra takes a deploy function: "module.function".
 VERIFY = "postfix_nullclient.nullclient.verify.verify"
@@ -58,8 +59,15 @@ def one_host(target: Target, command: str) -> str:
     return target.hosts[0]
 
 
-def account(target: Target, name: str) -> passwords.Account:
-    return passwords.account_of(name, host_data(Target(target.inventory, (name,), target.data))[name])
+def account(target: Target, name: str, deploys: bool = False) -> passwords.Account:
+    """The host's keyring entry; for a command that deploys, every setting is checked first, as the
+    deploy will check them, so that nothing is stored or touched for a deploy that would be refused."""
+    data = host_data(Target(target.inventory, (name,), target.data))[name]
+    if deploys:
+        _, problems = check_host(name, data)
+        if problems:
+            raise UsageError("refusing, the settings are not right:\n  - " + "\n  - ".join(problems))
+    return passwords.account_of(name, data)
 
 
 # --- host keys -----------------------------------------------------------------------------------------
@@ -95,10 +103,24 @@ def ensure_host_key(address: str, port: int, known_hosts: Path, trust_on_first_u
 
 
 def read_password_from(stdin: TextIO) -> str:
-    """The first line of stdin: later lines may answer a question."""
+    """The first line of stdin: later lines may answer a question (rotate --stdin's)."""
     text = stdin.readline()
     # One trailing line break is the end of the line, not part of the password.
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+
+
+def read_only_line(stdin: TextIO) -> str:
+    """All of stdin, which must be one line: a password with a line break cannot be stored, and the
+    second line of `pass show` (a note, a user name) is not the password's end."""
+    text = stdin.read()
+    line = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if "\n" in line or "\r" in line:
+        lines = len(line.replace("\r\n", "\n").splitlines())
+        raise UsageError(
+            f"--stdin takes exactly one line, the password; got {lines} lines, nothing was stored "
+            "(for the first line of pass: pass show NAME | head -n 1 | nullclient secret set ... --stdin)"
+        )
+    return line
 
 
 def prompt_password(account: passwords.Account) -> str:
@@ -111,7 +133,7 @@ def prompt_password(account: passwords.Account) -> str:
 def secret_set(target: Target, from_stdin: bool) -> int:
     name = one_host(target, "secret set")
     entry = account(target, name)
-    password = read_password_from(sys.stdin) if from_stdin else prompt_password(entry)
+    password = read_only_line(sys.stdin) if from_stdin else prompt_password(entry)
     replaced = passwords.read(entry) is not None
     passwords.store(entry, password)
     say(f"{name}: password {'replaced' if replaced else 'stored'} ({entry.describe()})")
@@ -170,8 +192,18 @@ def _tail(output: str, lines: int = 12) -> str:
     return "\n".join("      " + line for line in kept[-lines:])
 
 
+def fix_text(target: Target, name: str, fix: str) -> str:
+    """A check's fix with the host's own command lines in place of its placeholders (checks.ROTATE_COMMAND, ...)."""
+    return (
+        fix.replace(ROTATE_COMMAND, f"nullclient rotate {target.nullclient_options(name)}")
+        .replace(DEPLOY_COMMAND, target.deploy_command(name))
+        .replace(FLUSH_COMMAND, f"postqueue -f on {name}")
+    )
+
+
 def verify(target: Target, test_mail_timeout: int = 0) -> int:
-    """Check every target host; print one line per check; 0 only if every check of every host passed."""
+    """Check every target host; print one line per check, a failure with its fix; 0 only if every check
+    of every host passed."""
     names = list(host_data(target))
     with tempfile.TemporaryDirectory(prefix="nullclient-verify-") as directory:
         extra = {"nullclient_report": directory, "nullclient_test_mail": str(test_mail_timeout)}
@@ -190,7 +222,8 @@ def verify(target: Target, test_mail_timeout: int = 0) -> int:
             say(_tail(run.stdout + run.stderr))
             continue
         for check in checks:
-            say(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+            fix = f"; fix: {fix_text(target, name, check.fix)}" if check.fix and not check.ok else ""
+            say(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}{fix}")
         failed += not all(check.ok for check in checks)
     say(f"{len(names) - failed} of {len(names)} host(s) OK" if failed else f"all {len(names)} host(s) OK")
     return 1 if failed else 0
@@ -199,8 +232,22 @@ def verify(target: Target, test_mail_timeout: int = 0) -> int:
 # --- status ----------------------------------------------------------------------------------------------
 
 
+def status_fix(target: Target, report: dict) -> str:
+    """What fixes what a host's status shows: the queue's cause first, then the configuration's."""
+    fixes = []
+    if report.get("queue_error"):
+        fixes.append(f"Postfix must run to read and send its queue: {DEPLOY_COMMAND}")
+    elif report.get("stuck"):
+        oldest = report.get("oldest_deferred") or {}
+        fixes.append(queue_fix([oldest.get("reason") or ""]))
+    if report["configuration"]["current"] is False and not fixes:
+        fixes.append(DEPLOY_COMMAND)
+    return fix_text(target, report["host"], "; ".join(fixes))
+
+
 def status(target: Target, as_json: bool = False) -> int:
-    """One line (or one JSON object) per host, all hosts at once; 1 if any host has stuck mail or no answer."""
+    """One line (or one JSON object) per host, all hosts at once; 1 if any host has stuck mail, a
+    configuration that is not the deployed one, or no answer."""
     names = list(host_data(target))
     with tempfile.TemporaryDirectory(prefix="nullclient-status-") as directory:
         run = run_pyinfra(target, STATUS, {"nullclient_report": directory}, capture=True)
@@ -213,12 +260,19 @@ def status(target: Target, as_json: bool = False) -> int:
         "error": "could not be looked at; pyinfra said:\n" + _tail(run.stdout + run.stderr),
     }
     results = [reports.get(name) or {"host": name, **unreachable} for name in names]
+    for report in results:
+        if report["reachable"]:
+            configuration = report["configuration"]
+            configuration["detail"] = fix_text(target, report["host"], configuration["detail"])
+            report["fix"] = status_fix(target, report)
     if as_json:
         say(json.dumps(results, indent=2))
     else:
         for report in results:
-            say(status_line(report))
-    return 1 if any(not report["reachable"] or report["stuck"] for report in results) else 0
+            fix = report.get("fix")
+            say(status_line(report) + (f"; fix: {fix}" if fix and report["stuck"] else ""))
+    return 1 if any(not report["reachable"] or report["stuck"] or not report["configuration"]["current"]
+                    for report in results) else 0  # fmt: skip
 
 
 # --- deploy-based commands -----------------------------------------------------------------------------
@@ -231,7 +285,7 @@ def deploy(target: Target) -> bool:
 
 def bootstrap(target: Target, yes: bool, test_mail_timeout: int) -> int:
     name = one_host(target, "bootstrap")
-    entry = account(target, name)  # refuses bad settings (forward_to, names) before anything else
+    entry = account(target, name, deploys=True)  # refuses bad settings (forward_to, names) before anything else
     password = passwords.read(entry)
     if password is None:
         password = passwords.generate_password()
@@ -242,7 +296,8 @@ def bootstrap(target: Target, yes: bool, test_mail_timeout: int) -> int:
         say(f"  password: {password}")
     else:
         say(f"The keyring already has a password for {name} ({entry.describe()}); it is used.")
-        say(f"Its mail-server account is {entry.user} (nullclient secret show {name} --reveal shows the password).")
+        shown = f"nullclient secret show {target.nullclient_options(name, ssh=False)} --reveal"
+        say(f"Its mail-server account is {entry.user} ({shown} shows the password).")
     del password
     if not yes and not confirm(f"Press Enter once {entry.user} exists on the mail server (Ctrl-C stops) "):
         raise UsageError("not confirmed that the account exists; nothing was deployed (--yes skips this question)")
@@ -297,7 +352,7 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     operation after the switch (the watchdog, unattended-upgrades' mail) may fail once the map is new.
     """
     name = one_host(target, "rotate")
-    entry = account(target, name)
+    entry = account(target, name, deploys=True)
     old = passwords.read(entry)
     if old is None:
         raise UsageError(

@@ -152,7 +152,7 @@ def status_line(report: dict) -> str:
     """One line per host: verdict, queue, oldest deferred message, watchdog, configuration."""
     if not report.get("reachable"):
         return f"{report['host']}: UNKNOWN  {report.get('error', 'could not be reached')}"
-    verdict = "STUCK" if report["stuck"] else "ok   "
+    verdict = "STUCK" if report["stuck"] else "ok   " if report["configuration"]["current"] else "FAIL "
     parts = [f"queue {report['queue_size']}"]
     if report["queue_error"]:
         parts.append(f"queue unreadable: {report['queue_error']}")

@@ -14,9 +14,10 @@ from pyinfra.api import deploy
 from postfix_nullclient import alerts
 from postfix_nullclient.distro import UnsupportedHost, fact_arguments, family_of
 from postfix_nullclient.facts import secret_digests
+from postfix_nullclient.nullclient.checks import RUN_THE_DEPLOY, parameter_differences, service_problems
 from postfix_nullclient.nullclient.queue_status import NullClientStatus, summary
 from postfix_nullclient.nullclient.reports import report_path
-from postfix_nullclient.postfix import plan
+from postfix_nullclient.postfix import main_cf_values, plan
 from postfix_nullclient.render import render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, SettingsError, check_host, settings_for
 from postfix_nullclient.spec import BY_NAME, DEFAULTS
@@ -32,14 +33,23 @@ def configuration(settings, found) -> tuple[bool | None, str]:
         return None, f"unknown: {error}"
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     init = found.init or family.init
-    differs = [f"{f.name} (secret)" if f.secret else f.name for f in plan(files, found).changed]
-    if plan(files, found).needed and not differs:
-        differs.append("postfix not running, not enabled or a map not built")
-    differs += [f.path for f in alerts.watchdog_changes(alerts.watchdog_files(settings, init), found, init)]
+    changed = plan(files, found).changed
+    problems = []
+    if any(f.name == "main.cf" for f in changed) and "main.cf" in found.contents:
+        problems += parameter_differences(files, main_cf_values(found.contents["main.cf"])) or ["main.cf differs"]
+    problems += [
+        f"{f.name} differs (secret, not shown)" if f.secret
+        else f"{f.name} differs" if f.name in found.contents else f"{f.name} is missing"
+        for f in changed if f.name != "main.cf" or "main.cf" not in found.contents
+    ]  # fmt: skip
+    problems += service_problems(files, found)
+    if plan(files, found).needed and not problems:
+        problems.append("an apply was interrupted, or postfix needs a restart")
+    watchdog = alerts.watchdog_changes(alerts.watchdog_files(settings, init), found, init)
     put, remove = alerts.upgrades_mail_changes(alerts.upgrades_mail_file(settings), found)
-    differs += [f.path for f in put] + remove
-    if differs:
-        return False, f"NOT current: {', '.join(differs)} differ; run the deploy"
+    problems += [f"{path} differs" for path in [f.path for f in watchdog] + [f.path for f in put] + remove]
+    if problems:
+        return False, f"NOT current: {'; '.join(problems)}; {RUN_THE_DEPLOY}"
     return True, "current"
 
 
@@ -57,7 +67,7 @@ def status() -> None:
     )
     # The password map is compared on the host with what the deploy would write (facts.secret_digests).
     secrets = [] if isinstance(settings, Refusal) else render_secret_files(settings)
-    arguments = fact_arguments(host.data.get("mail_package"))
+    arguments = fact_arguments(plain.mail_package if plain else None)  # parsed: as written it may be anything
     status = host.get_fact(NullClientStatus, **arguments, _stdin=secret_digests(secrets))
     current, detail = configuration(settings, status.found)
 

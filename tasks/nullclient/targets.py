@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -54,6 +55,35 @@ class Target:
         for key, value in self.data.items():
             arguments += ["--data", f"{key}={value}"]
         return arguments
+
+    def deploy_command(self, name: str) -> str:
+        """The deploy of one of these hosts, as the user runs it: the hint of what a deploy fixes."""
+        one = Target(self.inventory, (name,), self.data)
+        return shlex.join(["pyinfra", *one.pyinfra_arguments(), DEPLOY])
+
+    def nullclient_options(self, name: str, ssh: bool = True) -> str:
+        """The options of `nullclient COMMAND` for one of these hosts, as this command was given them:
+        `-i INVENTORY HOST`, or HOST with its SSH options (unless ssh is False); --data either way."""
+        words = ["-i", self.inventory, name] if self.inventory else [name]
+        data = dict(self.data)
+        if not self.inventory and ssh:
+            for option, key in SSH_OPTIONS.items():
+                if data.get(key):
+                    words += [option, data[key]]
+        for key, value in data.items():
+            if not key.startswith("ssh_"):
+                words += ["--data", f"{key}={value}"]
+        return shlex.join(words)
+
+
+# The nullclient options for a host in no inventory, and the pyinfra data each one sets.
+SSH_OPTIONS = {
+    "--address": "ssh_hostname",
+    "--ssh-user": "ssh_user",
+    "--ssh-port": "ssh_port",
+    "--ssh-key": "ssh_key",
+    "--known-hosts": "ssh_known_hosts_file",
+}
 
 
 def parse_data(items: list[str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from postfix_nullclient.nullclient.checks import (
     Check,
     NullClientHealth,
     check_configuration,
+    check_login,
     check_password_map,
     check_queue,
     check_relay,
@@ -43,6 +44,7 @@ def host_checks() -> list[Check]:
         check_configuration(files, found, plan(files, found), health),
         check_password_map(settings, health),
         check_relay(settings, health),
+        check_login(settings, health),
         check_queue(health),
     ]
 
