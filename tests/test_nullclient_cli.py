@@ -139,3 +139,49 @@ def test_host_keys_known_trusted_on_first_use_or_refused(tmp_path, monkeypatch):
     assert ensure_host_key("10.0.0.5", 22, known_hosts, trust_on_first_use=True) == "accept-new"
     with pytest.raises(UsageError, match=r"refusing: the SSH host key of 10\.0\.0\.5 \(port 22\) is not in"):
         ensure_host_key("10.0.0.5", 22, known_hosts, trust_on_first_use=False)
+
+
+def test_secret_commands_need_only_the_login_and_the_service(env, tmp_path):
+    # No inventory, no group_data, no forward_to: the keyring entry's names are all these commands use.
+    def secret(*args: str, input: str = "") -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", "postfix_nullclient.nullclient", "secret", *args],
+            cwd=tmp_path, env=env, input=input, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return run
+
+    secret("set", "sulu.example.net", "--stdin", input="only-the-login\n")
+    shown = secret("show", "sulu.example.net")
+    assert shown.stdout == (
+        "sulu.example.net: a password is stored (keyring service 'postfix-nullclient', user 'sulu@example.net')\n"
+    )
+    assert secret("show", "sulu.example.net", "--reveal").stdout == "only-the-login\n"
+    other = nullclient(env, "secret", "show", "sulu.example.net", "--data", "smtp_user=nyota@example.net")
+    assert other.returncode == 1 and "user 'nyota@example.net'" in other.stdout
+    secret("delete", "sulu.example.net")
+
+
+def test_secret_commands_take_no_ssh_options(capsys):
+    assert exit_status(["secret", "show", "sulu.example.net", "--address", "10.0.0.5"]) == 2
+    assert "unrecognized arguments: --address" in capsys.readouterr().err
+
+
+def test_secret_set_stdin_refuses_two_lines_and_stores_nothing(env, inventory):
+    run = nullclient(env, "secret", "set", "-i", str(inventory), "@fake/sulu", "--stdin", input="a\nb")
+    assert run.returncode == 2, run.stdout
+    assert "--stdin takes exactly one line, the password; got 2 lines, nothing was stored" in run.stderr
+    assert "pass show NAME | head -n 1" in run.stderr
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu").stdout.startswith("@fake/sulu: NO")
+
+
+def test_a_name_that_does_not_resolve_is_reported_before_any_host_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    known_hosts = ["--known-hosts", str(tmp_path / "known_hosts")]
+    for trust in ([], ["--trust-on-first-use"]):
+        assert exit_status(["status", "kirk.invalid", *known_hosts, *trust]) == 2
+        said = capsys.readouterr()
+        assert "nullclient status: kirk.invalid (HOST) does not resolve:" in said.err
+        assert "host key" not in said.err + said.out and "trusting" not in said.out
+    assert exit_status(["status", "kirk.example.net", "--address", "kirk.invalid", *known_hosts]) == 2
+    assert "kirk.invalid (--address) does not resolve" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -15,12 +16,21 @@ DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 TEST_MAIL_TIMEOUT = 60
 
 
-def _target_options(parser: argparse.ArgumentParser, hosts: str = "*") -> None:
+def _target_options(parser: argparse.ArgumentParser, hosts: str = "*", ssh_options: bool = True) -> None:
+    """HOST, -i and --data; and, for the commands that connect to a host (ssh_options), its SSH access."""
+    one = hosts == "?"
     parser.add_argument(
-        "hosts", nargs=hosts, metavar="HOST", help="host names; with -i, hosts of that inventory (default: all)"
+        "hosts",
+        nargs=hosts,
+        metavar="HOST",
+        help="the host's name; with -i, a host of that inventory"
+        if one
+        else "host names; with -i, hosts of that inventory (default: all)",
     )
     parser.add_argument("-i", "--inventory", help="pyinfra inventory file; without it, HOST is in no inventory")
     parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    if not ssh_options:
+        return
     ssh = parser.add_argument_group("SSH, for a host in no inventory")
     ssh.add_argument("--address", help="address or DNS name to connect to, if not HOST (ssh_hostname)")
     ssh.add_argument("--ssh-user", help="login user (ssh_user); not root: sudo is used")
@@ -60,15 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     secret = sub.add_parser("secret", help="the relay passwords in the OS keyring")
     secret_sub = secret.add_subparsers(dest="action", required=True, metavar="ACTION")
     secret_set = secret_sub.add_parser("set", help="store a password (prompted without echo, or --stdin)")
-    _target_options(secret_set)
-    secret_set.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    _target_options(secret_set, ssh_options=False)
+    secret_set.add_argument(
+        "--stdin", action="store_true", help="read the password from stdin: exactly one line, more are refused"
+    )
     secret_show = secret_sub.add_parser("show", help="whether a password is stored (--reveal: the value)")
-    _target_options(secret_show)
+    _target_options(secret_show, ssh_options=False)
     secret_show.add_argument("--reveal", action="store_true", help="print the password itself (one host)")
     secret_delete = secret_sub.add_parser("delete", help="delete a host's password")
-    _target_options(secret_delete)
+    _target_options(secret_delete, ssh_options=False)
     secret_missing = secret_sub.add_parser("missing", help="list the inventory hosts that have no password")
-    _target_options(secret_missing)
+    _target_options(secret_missing, ssh_options=False)
 
     verify = sub.add_parser("verify", help="check configuration, password map, relay, queue; exit 1 if not all well")
     _target_options(verify)
@@ -82,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rotate = sub.add_parser("rotate", help="new password: keyring, deploy, then mail server, then flush")
     _target_options(rotate)
-    rotate.add_argument("--stdin", action="store_true", help="take the new password from stdin (e.g. an app password)")
+    rotate.add_argument(
+        "--stdin",
+        action="store_true",
+        help="take the new password from stdin's first line (e.g. an app password); a second line answers its question",
+    )
     rotate.add_argument("-y", "--yes", action="store_true", help="the mail server has the new password already")
     _test_mail_option(rotate, TEST_MAIL_TIMEOUT)
 
@@ -128,9 +144,26 @@ def make_target(args: argparse.Namespace) -> Target:
     }
     data = {**{k: v for k, v in ssh.items() if v}, **data}
     target = Target(None, (hosts[0],), data)
-    commands.host_data(target)  # settings files readable, before the host key question
+    # The settings before the network: readable, and for a command that deploys, all of them right.
+    if args.command in ("bootstrap", "rotate"):
+        commands.account(target, hosts[0], deploys=True)
+    else:
+        commands.host_data(target)
+    check_resolves(address, "--address" if args.address else "HOST")  # before the host key: say which failed
     strict = commands.ensure_host_key(address, port, known_hosts, args.trust_on_first_use)
     return Target(None, (hosts[0],), {**data, "ssh_strict_host_key_checking": strict})
+
+
+def check_resolves(address: str, given_as: str) -> None:
+    """The address ssh will connect to resolves, as ssh resolves it (the system's resolver)."""
+    try:
+        socket.getaddrinfo(address, None)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else str(error)
+        raise UsageError(
+            f"{address} ({given_as}) does not resolve: {reason}; nothing was contacted. Give the host's "
+            "address with --address, or add the name to DNS or /etc/hosts"
+        ) from error
 
 
 def _check_single_host(hosts: list[str]) -> None:

@@ -1,7 +1,9 @@
 """Relay passwords in the OS keyring, under the very service and user names the deploy reads.
 
-The account of a host comes from tasks.settings.check_host (validation only), so a name that the
-deploy would refuse is refused here too, with the deploy's own message.
+The account of a host is made of the settings it depends on only (keyring_service, smtp_user, and
+mail_domain for a derived smtp_user), each parsed by its own parser from tasks.spec, so that a name
+the deploy would refuse is refused here too, with the deploy's own message, while a setting the
+keyring does not need (forward_to, ...) is not asked for.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import keyring
 import keyring.errors
 
 from postfix_nullclient.nullclient.targets import UsageError
-from postfix_nullclient.settings import check_host
+from postfix_nullclient.settings import check_host, refusal
 from postfix_nullclient.settings import password_problem as settings_password_problem
+from postfix_nullclient.spec import BY_NAME, Invalid
+
+# The settings a keyring entry depends on: check_host derives smtp_user from the name and mail_domain.
+ACCOUNT_SETTINGS = ("keyring_service", "smtp_user", "mail_domain")
 
 # pwgen --secure 32: letters and digits from a cryptographic source, about 190 bits; no symbols,
 # so that any mail server's password form and any shell quoting take it.
@@ -37,7 +43,19 @@ class Account:
 
 
 def account_of(host_name: str, data: Any) -> Account:
-    settings, problems = check_host(host_name, data)
+    """The keyring entry of a host, from the settings it depends on only; the deploy's own derivation
+    of smtp_user (check_host), given those settings alone and every other at a valid placeholder."""
+    problems = []
+    for name in ACCOUNT_SETTINGS:
+        setting, written = BY_NAME[name], data.get(name)
+        written = setting.default if written is None else written
+        try:
+            setting.parse(written)
+        except Invalid as reason:
+            problems.append(refusal(host_name, setting, written, reason))
+    if not problems:
+        only_the_account = {name: setting.example for name, setting in BY_NAME.items() if name not in ACCOUNT_SETTINGS}
+        settings, problems = check_host(host_name, {**only_the_account, **{n: data.get(n) for n in ACCOUNT_SETTINGS}})
     if problems:
         raise UsageError("refusing, the settings are not right:\n  - " + "\n  - ".join(problems))
     assert settings is not None
