@@ -75,7 +75,8 @@ NETWORK_STACKS = {
     f"|| [ -e {NETWORKD_STATE} ]; }}",
     "ifupdown": f"{{ command -v ifup >/dev/null && [ -d {posixpath.dirname(IFUPDOWN_HOOK)} ]; }}",
 }
-NETWORK_FILES = (FLUSH, NETWORKMANAGER_HOOK, IFUPDOWN_HOOK, FLUSH_PATH_UNIT, FLUSH_SERVICE_UNIT, FLUSH_PATH_LINK)
+# The enable link before the unit it points to: a link left dangling is not seen (remove tests -e).
+NETWORK_FILES = (FLUSH, NETWORKMANAGER_HOOK, IFUPDOWN_HOOK, FLUSH_PATH_LINK, FLUSH_PATH_UNIT, FLUSH_SERVICE_UNIT)
 
 # Every file of this module, for the fact (which hashes those that exist) and for `nullclient remove`.
 ALERT_FILES = (WATCHDOG, SERVICE_UNIT, TIMER_UNIT, PERIODIC, UPGRADES_MAIL_CONF, *NETWORK_FILES)

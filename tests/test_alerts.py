@@ -138,7 +138,7 @@ def test_network_hooks_change_only_what_differs_and_a_gone_stacks_hook_goes():
     put, gone, after = alerts.network_changes(now, HostState(sha256=installed))
     assert [f.path for f in put] == [alerts.NETWORKMANAGER_HOOK] and gone == []  # the same flush script
     assert after[0] == f"systemctl disable --now -q {alerts.FLUSH_PATH_NAME} || true"
-    assert after[1] == f"rm -f {alerts.FLUSH_PATH_UNIT} {alerts.FLUSH_SERVICE_UNIT} {alerts.FLUSH_PATH_LINK}"
+    assert after[1] == f"rm -f {alerts.FLUSH_PATH_LINK} {alerts.FLUSH_PATH_UNIT} {alerts.FLUSH_SERVICE_UNIT}"
 
 
 def test_the_fact_reports_the_network_stacks_the_host_uses():

@@ -48,6 +48,18 @@ def lt1(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Workstatio
     yield ws
 
 
+def nullclient(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
+        cwd=PROJECT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def deferred_files(ws: Workstation) -> list[Path]:
     """Postfix's deferred queue of the workstation, read from this machine (its root is a directory here)."""
     return [
@@ -256,15 +268,7 @@ def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_w
         while "Connection refused" not in lt1.run("postqueue -j").stdout:
             assert time.monotonic() < deadline, lt1.run("postqueue -p").stdout
             time.sleep(0.5)
-        status = subprocess.run(
-            [sys.executable, "-m", "postfix_nullclient.nullclient", "status", "-i", str(inventory)],
-            cwd=PROJECT,
-            env=keyring_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        status = nullclient(keyring_env, "status", "-i", str(inventory))
     finally:
         address, cert = relays[RELAYS[0]]
         smarthost.start(STATE_DIR, base.ca_dir(), cert=cert, name=RELAYS[0], listen=address)
@@ -277,3 +281,15 @@ def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_w
         rf"; offline since \S+ \S+ UTC \(connect to {RELAYS[0]}\.{DOMAIN}\[[0-9.]+\]:587: Connection refused\); ", line
     )
     assert re.search(r"; oldest message \w+ \d+s old, Postfix gives it up in 29d 23h \(\S+ \S+ UTC\); ", line), line
+
+
+def test_remove_takes_the_network_hooks_away(lt1, keyring_env, tmp_path):
+    inventory = write_inventory(tmp_path / "inventory.py", [(lt1.fqdn, lab_host_data(lt1))])
+    assert lt1.run(f"systemctl is-active {alerts.FLUSH_PATH_NAME}").stdout.strip() == "active"
+
+    removed = nullclient(keyring_env, "remove", "-i", str(inventory), lt1.fqdn, "--postfix", "stop")
+
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert lt1.run(f"systemctl is-active {alerts.FLUSH_PATH_NAME}", check=False).stdout.strip() == "inactive"
+    left = lt1.run(f"ls -d {' '.join(alerts.NETWORK_FILES)} 2>/dev/null", check=False).stdout
+    assert left == ""
