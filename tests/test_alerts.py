@@ -192,7 +192,7 @@ def test_status_counts_stuck_mail_and_names_the_oldest_deferred_reason():
     )
     fine = summary("torres.example.net", NullClientStatus().process(["now 5"]), 3600, False, "NOT current: x")
     assert fine["stuck"] == 0
-    assert status_line(fine) == "torres.example.net: ok    queue 0; watchdog never ran; configuration NOT current: x"
+    assert status_line(fine) == "torres.example.net: FAIL  queue 0; watchdog never ran; configuration NOT current: x"
 
 
 def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_expires():
