@@ -59,6 +59,40 @@ def test_relay_without_a_module_for_its_mechanisms_fails_and_says_what_to_instal
     assert "libsasl2-modules" in check.fix
 
 
+def test_each_fallback_relay_is_checked_as_the_relay_is_from_what_the_host_reports():
+    from dataclasses import replace
+
+    from postfix_nullclient.nullclient.checks import check_fallback_relays
+
+    settings = replace(
+        host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None), ("spare.example.net", None))
+    )
+    refused = "posttls-finger: Connection refused"
+    lines = [
+        "fallback_map_login [backup.example.net]:587 torres@example.net",
+        *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
+        "fallback_map_login [spare.example.net]:587 torres@example.net",
+        f"fallback_finger [spare.example.net]:587 {refused}",
+        "sasl_module plain",
+    ]
+    checks = check_fallback_relays(settings, NullClientHealth().process(lines))
+
+    assert [(c.name, c.ok) for c in checks] == [
+        ("fallback password map [backup.example.net]:587", True),
+        ("fallback relay [backup.example.net]:587", True),
+        ("fallback password map [spare.example.net]:587", True),
+        ("fallback relay [spare.example.net]:587", False),
+    ]
+    assert checks[1].detail.startswith("[backup.example.net]:587: certificate verified")
+    assert checks[3].detail == "[spare.example.net]:587 is not reachable: Connection refused"
+    unknown = check_fallback_relays(settings, NullClientHealth().process(lines[:2]))
+    assert (unknown[-1].name, unknown[-1].ok, unknown[-1].detail) == (
+        "fallback relay [spare.example.net]:587",
+        False,
+        "is not in Postfix's smtp_fallback_relay",
+    )
+
+
 # posttls-finger -l secure against a relay whose banner and EHLO reply imitate posttls-finger's own
 # statement, and that offers no STARTTLS; a Debian 12 lab host printed it.
 IMITATING_RELAY = """posttls-finger: Connected to 127.0.0.1[127.0.0.1]:2525

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from pyinfra.api import FactBase, operation
 
@@ -51,6 +51,7 @@ class Health:
     login_tool_missing: str = ""  # why the login could not be tried
     queue: list[dict] = field(default_factory=list)
     queue_error: list[str] = field(default_factory=list)  # postqueue failed: its words, what remains
+    fallbacks: dict[str, Health] = field(default_factory=dict)  # each fallback relay: its map_login and finger
 
 
 class NullClientHealth(FactBase[Health]):
@@ -76,6 +77,13 @@ class NullClientHealth(FactBase[Health]):
                 health.map_login = value.strip()
             elif key == "finger":
                 health.finger.append(value)
+            elif key in ("fallback_map_login", "fallback_finger"):
+                endpoint, _, rest = value.partition(" ")
+                fallback = health.fallbacks.setdefault(endpoint, Health(relayhost=endpoint))
+                if key == "fallback_map_login":
+                    fallback.map_login = rest.strip()
+                else:
+                    fallback.finger.append(rest)
             elif key == "sasl_module":
                 health.sasl_modules.append(value.strip())
             elif key == "login":
@@ -313,6 +321,22 @@ def check_relay(settings: Settings, health: Health) -> Check:
         f"{health.relayhost}: certificate verified ({tls}); AUTH {' '.join(server_mechs)}, usable here: "
         f"{' '.join(usable)}",
     )
+
+
+def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
+    """The password map and relay checks of each fallback relay, as of the relay (the live AUTH login is
+    tried on relay_host only)."""
+    checks = []
+    for endpoint in settings.fallback_relayhosts:
+        if endpoint not in health.fallbacks:
+            checks.append(
+                Check(f"fallback relay {endpoint}", False, "is not in Postfix's smtp_fallback_relay", RUN_THE_DEPLOY)
+            )
+            continue
+        found = replace(health.fallbacks[endpoint], sasl_modules=health.sasl_modules)
+        for check in (check_password_map(settings, found), check_relay(settings, found)):
+            checks.append(replace(check, name=f"fallback {check.name} {endpoint}"))
+    return checks
 
 
 SMTP_REPLY = re.compile(r"(\d{3})[ -]")

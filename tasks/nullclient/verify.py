@@ -18,6 +18,7 @@ from postfix_nullclient.nullclient.checks import (
     Check,
     NullClientHealth,
     check_configuration,
+    check_fallback_relays,
     check_login,
     check_password_map,
     check_queue,
@@ -44,6 +45,7 @@ def host_checks() -> list[Check]:
         check_configuration(files, found, plan(files, found), health),
         check_password_map(settings, health),
         check_relay(settings, health),
+        *check_fallback_relays(settings, health),
         check_login(settings, health),
         check_queue(health),
     ]

@@ -250,6 +250,11 @@ def test_the_fallback_relay_takes_the_mail_while_the_relay_is_down_and_the_relay
     assert f"Verified TLS connection established to {second}[{relays[RELAYS[1]][0]}]:587" in log
     assert f"Verified TLS connection established to {first}[{relays[RELAYS[0]][0]}]:587" in log
     assert not [m for m in smarthost.messages(STATE_DIR, name=RELAYS[1]) if m["subject"] == back]
+    verify = nullclient(keyring_env, "verify", "-i", str(tmp_path / "inventory.py"))
+    print(verify.stdout)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert re.search(rf"ok +fallback relay \[{second}\]:587: \[{second}\]:587: certificate verified", verify.stdout)
+    assert re.search(rf"ok +fallback password map \[{second}\]:587: ", verify.stdout)
 
 
 def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_would_expire(
