@@ -118,7 +118,8 @@ def test_a_hand_weakened_tls_level_fails_status_and_verify_naming_the_parameter(
     deploy_command = f"pyinfra lab/inventory.py --limit {ws.fqdn} postfix_nullclient.deploy_null_client"
     assert status.returncode == 1, status.stdout + status.stderr
     assert status.stdout.startswith(f"{ws.fqdn}: FAIL  queue 0;")
-    assert f"configuration NOT current: {difference}; run the deploy: {deploy_command}" in status.stdout
+    assert f"configuration NOT current: {difference};" in status.stdout
+    assert status.stdout.rstrip().endswith(f"; run the deploy: {deploy_command}")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert f"FAIL  configuration: postconf -n: {difference}; fix: run the deploy: {deploy_command}" in checked.stdout
 
