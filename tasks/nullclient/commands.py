@@ -369,7 +369,8 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     deployed = deploy(target)
     in_use, unknown = password_in_use(target, entry, new, old)
     outcome = "the deploy succeeded" if deployed else "the deploy failed (see above)"
-    hosts_option = f"-i {target.inventory} {name}" if target.inventory else name
+    hosts_option = target.nullclient_options(name)  # the hints below run as printed
+    secret_option = target.nullclient_options(name, ssh=False)
     if in_use == "old":
         say(f"{outcome}, and {name}'s password map still holds the old password: the keyring holds the old "
             f"password again, as {name} does; change nothing on the mail server. "
@@ -379,7 +380,7 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
         say(f"{outcome}, and {name} could not say which password it uses: {unknown}. The keyring holds the new "
             f"password; {name}'s map holds the old one, the new one or neither; the mail server has the old one. "
             "Change nothing on the mail server yet: deploy again until it succeeds (that puts the keyring's "
-            f"password on {name}), then set the new one on the mail server; nullclient secret show {hosts_option} "
+            f"password on {name}), then set the new one on the mail server; nullclient secret show {secret_option} "
             "--reveal shows it")  # fmt: skip
         return 1
     if deployed:
