@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import atexit
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -73,7 +73,7 @@ def _fail_host(state: Any, host: Any, reason: str) -> bool:
 
 
 @operation()
-def refuse(reason: str) -> Iterator[FunctionCommand]:
+def refuse(reason: str) -> Generator[FunctionCommand, None, None]:
     """
     Fail this host with ``reason`` without running anything on it: its settings or keyring entry
     are not right. The other hosts go on.
