@@ -15,13 +15,15 @@ is declared once, in model.py.
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 
 from postfix_nullclient import alerts, mail_systems, packages, postfix
 from postfix_nullclient.distro import UnsupportedHost, look_at
-from postfix_nullclient.render import meaning, render_files, render_secret_files
+from postfix_nullclient.render import local_address_problem, meaning, render_files, render_secret_files
 from postfix_nullclient.settings import Refusal, settings_for
 from postfix_nullclient.spec import DEFAULTS
 from postfix_nullclient.summary import record_of, refuse
@@ -53,11 +55,11 @@ def deploy_null_client() -> OperationMeta:
         found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     except UnsupportedHost as error:
         return _refuse(record, str(error).removeprefix(f"{host.name}: "), "its system is not one the deploy supports")
-    if problem := packages.mail_package_problem(settings, family):
+    if problem := packages.mail_package_problem(settings, family) or local_address_problem(settings, found.fqdn):
         return _refuse(record, problem)
 
     if _uses_sudo_password():
-        user = host.data.get("ssh_user") or "YOUR-ACCOUNT"
+        user = shlex.quote(str(host.data.get("ssh_user") or "YOUR-ACCOUNT"))
         host.log(SUDO_PASSWORD_EXPOSED.format(user=user), logger.warning)
 
     wanted = packages.wanted_packages(settings, family)

@@ -36,6 +36,7 @@ class HostState:
     init: str | None = None
     running: bool = False  # postfix's master process runs
     interrupted: bool = False  # an apply was killed half-way: apply and restart again
+    stale_stage: bool = False  # an apply killed before that left its staging directory: apply again
     queued: dict[str, int] = field(default_factory=dict)  # mail system (or "held") -> messages queued
     enabled: bool = False  # started at boot
     watchdog_enabled: bool = False  # the watchdog's systemd timer is enabled
@@ -112,6 +113,8 @@ class NullClientHost(FactBase[HostState]):
                 state.queued[name] = int(count)
             elif key == "interrupted":
                 state.interrupted = True
+            elif key == "stale_stage":
+                state.stale_stage = True
             elif key == "running":
                 state.running = True
             elif key == "enabled":

@@ -62,7 +62,9 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
         found.interrupted or not found.running or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
     )
     action = "restart" if needs_restart else "reload"
-    needed = bool(changed or maps_to_build or found.interrupted or not found.running or not found.enabled)
+    needed = bool(
+        changed or maps_to_build or found.interrupted or found.stale_stage or not found.running or not found.enabled
+    )
     return Plan(changed, maps_to_build, action, not found.enabled, needed)
 
 

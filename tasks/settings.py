@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from postfix_nullclient import keyring_lookup
 from postfix_nullclient.keyring_lookup import Entry
-from postfix_nullclient.spec import LOCAL_NAME, SETTINGS, Invalid, Setting, is_ip, relay_combination
+from postfix_nullclient.spec import LOCAL_NAME, SETTINGS, Invalid, Setting, address, is_ip, relay_combination
 
 
 class SettingsError(PyinfraError):
@@ -76,9 +76,15 @@ def _where(setting: str) -> str:
     return f"set {setting} in the inventory (host data), group_data/all.py, or with --data {setting}=..."
 
 
+def shown(value: Any) -> str:
+    """The value as written, for a message: its repr, cut after 200 characters."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}... ({len(text)} characters)"
+
+
 def refusal(host_name: str, setting: Setting, written: Any, reason: Invalid) -> str:
     """One line of a refusal: the host, the setting, the value as written, why, a good value, where."""
-    value = "" if written is None else f" {written!r}"
+    value = "" if written is None else f" {shown(written)}"
     return (
         f"{host_name}: {setting.name}{value} {reason}; e.g. {setting.name} = {setting.example!r}; "
         f"{_where(setting.name)}"
@@ -99,7 +105,9 @@ def password_problem(password: str) -> str | None:
 def _password_problems(host_name: str, entry: Entry, passwords: dict[Entry, str | None]) -> list[str]:
     service, user = entry
     password = passwords.get(entry)
-    store = f"store it with: keyring set {shlex.quote(service)} {shlex.quote(user)}"
+    # A name that starts with - would be an option of keyring's command line: after --, it is not.
+    end_of_options = "-- " if service.startswith("-") or user.startswith("-") else ""
+    store = f"store it with: keyring set {end_of_options}{shlex.quote(service)} {shlex.quote(user)}"
     if password is None:
         return [f"{host_name}: no password in the keyring for service {service!r}, user {user!r}; {store}"]
     if problem := password_problem(password):
@@ -169,7 +177,17 @@ def check_host(host_name: str, data: Any) -> tuple[Settings | None, list[str]]:
                 f"{host_name}: cannot derive smtp_user from the host name {host_name!r}; {_where('smtp_user')}"
             )
         else:
-            values["smtp_user"] = f"{name}@{values['mail_domain']}"
+            try:
+                values["smtp_user"] = address(f"{name}@{values['mail_domain']}")
+            except Invalid as reason:
+                problems.append(f"{host_name}: smtp_user derived from the host name {reason}; {_where('smtp_user')}")
+    myhostname, mail_domain = values.get("myhostname"), values.get("mail_domain")
+    if myhostname and mail_domain and "." not in myhostname and len(f"{myhostname}.{mail_domain}") > 253:
+        # Postfix's own limit: a name without a dot is qualified with mail_domain (render.postfix_hostname).
+        problems.append(
+            f"{host_name}: myhostname {shown(myhostname)} with mail_domain is longer than the 253 characters of a "
+            f"host name; give a shorter one with a dot, e.g. myhostname = 'torres.example.net'; {_where('myhostname')}"
+        )
     if values.get("sender_address", "") is None:
         values["sender_address"] = values.get("smtp_user")
     if problem := relay_combination(values.get("relay_host"), values.get("relay_port"), values.get("fallback_relays")):

@@ -145,7 +145,7 @@ def fallback_relays(value: Any) -> tuple[tuple[str, int | None], ...]:
             endpoints.append((hostname(host), relay_port(port) if colon else None))
         except Invalid as reason:
             raise Invalid(f"holds {written!r}, which {reason}") from None
-    if len(set(endpoints)) != len(endpoints):
+    if len({(host.lower(), port) for host, port in endpoints}) != len(endpoints):  # names ignore case
         raise Invalid("names an endpoint twice")
     return tuple(endpoints)
 
@@ -156,8 +156,13 @@ def relay_combination(relay_host: str | None, relay_port: int | None, fallbacks:
     relays, and tries each fallback relay with it."""
     if relay_host is None or relay_port is None:
         return None
+    seen = {(relay_host.lower(), relay_port)}
     for host, port in fallbacks or ():
-        if (host, port or relay_port) == (relay_host, relay_port):
+        endpoint = (host.lower(), port or relay_port)  # names ignore case; a port not written is relay_port
+        if endpoint in seen and endpoint[0] != relay_host.lower():
+            return f"fallback_relays names {host}:{port or relay_port} twice"
+        seen.add(endpoint)
+        if endpoint == (relay_host.lower(), relay_port):
             return f"fallback_relays names the relay itself ({host}:{relay_port})"
         if port is not None and port != relay_port:
             mode = {587: "STARTTLS", 465: "implicit TLS"}

@@ -17,7 +17,7 @@ from postfix_nullclient import spec
 from postfix_nullclient.model import FAMILIES
 from postfix_nullclient.packages import mail_package_problem
 from postfix_nullclient.render import meaning, render_files
-from postfix_nullclient.settings import Settings, check_host
+from postfix_nullclient.settings import Settings, check_host, shown
 from tests.support.settings import make_settings
 from tests.support.strategies import host_data, passwords
 
@@ -118,7 +118,7 @@ def test_a_hostile_value_is_refused_naming_the_host_setting_value_and_a_good_exa
     assert found is None
     assert len(problems) == 1, problems
     good = spec.BY_NAME[setting].example
-    assert problems[0].startswith(f"{HOST}: {setting} {value!r} {reason}"), problems[0]
+    assert problems[0].startswith(f"{HOST}: {setting} {shown(value)} {reason}"), problems[0]
     assert f"; e.g. {setting} = {good!r}; set {setting} in the inventory (host data)" in problems[0]
 
 

@@ -19,7 +19,7 @@ from pyinfra.api import HiddenValue
 from postfix_nullclient import alerts, spec
 from postfix_nullclient.postfix import Plan, apply_script
 from postfix_nullclient.render import meaning, render_files
-from postfix_nullclient.settings import _password_problems, check_host
+from postfix_nullclient.settings import _password_problems, check_host, shown
 
 HOST = "torres.example.net"
 BASE = {"forward_to": "alice@example.org"}
@@ -114,7 +114,7 @@ def assert_carried_literally(found) -> None:
 
 def assert_refused_by_name(setting: str, value: Any, problems: list[str]) -> None:
     assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{HOST}: {setting} {value!r} "), problems[0][:300]
+    assert problems[0].startswith(f"{HOST}: {setting} {shown(value)} "), problems[0][:300]
     example = spec.BY_NAME[setting].example
     assert f"; e.g. {setting} = {example!r}; set {setting} in the inventory (host data)" in problems[0]
 

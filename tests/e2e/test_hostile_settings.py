@@ -26,7 +26,7 @@ from pyinfra.api import HiddenValue
 from postfix_nullclient.model import ManagedFile
 from postfix_nullclient.postfix import Plan, apply_script
 from postfix_nullclient.render import meaning, render_files, render_script, render_secret_files
-from postfix_nullclient.settings import Settings, check_host
+from postfix_nullclient.settings import Settings, check_host, shown
 from tests.conftest import store_password
 from tests.e2e.conftest import SERVICE, Workstation, lab_host_data, run_deploy, write_inventory
 from tests.support.strategies import host_data, passwords
@@ -76,7 +76,7 @@ def test_a_hostile_setting_is_refused_by_name_and_the_host_stays_exactly_as_it_w
     run = deploy_with(keyring_env, hs1, tmp_path, **{setting: value})
 
     assert run.returncode != 0, run.output
-    assert f"{hs1.fqdn}: {setting} {value!r} " in run.output, run.output
+    assert f"{hs1.fqdn}: {setting} {shown(value)} " in run.output, run.output
     assert "Traceback" not in run.output
     assert host_state(hs1) == before
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +25,7 @@ from postfix_nullclient.model import STAGING_PREFIX
 from postfix_nullclient.postfix import Plan, apply_script
 from postfix_nullclient.render import Meaning
 from postfix_nullclient.settings import check_host
-from tests.e2e.conftest import Workstation
+from tests.e2e.conftest import Workstation, lab_host_data, write_inventory
 from tests.e2e.test_hostile_settings import deploy_with, deployed_settings, read_back, whole_configuration
 
 BOB = {"bob": "bob@example.org"}
@@ -147,7 +150,7 @@ def test_a_full_etc_postfix_while_the_view_is_copied_refuses_the_change_and_leav
     ("tool", "script", "said"),
     [
         ("postconf", None, "differs: main.cf cannot be read by postconf"),
-        ("postmap", FAILING_POSTMAP, "differs: virtual_alias answers nothing for root@"),
+        ("postmap", FAILING_POSTMAP, "differs: virtual_alias cannot be read by postmap: out of memory"),
     ],
     ids=["postconf-missing", "postmap-failing"],
 )
@@ -194,3 +197,109 @@ def test_a_kill_9_of_the_apply_during_the_check_leaves_the_old_configuration_and
         "bob@example.org"
         in ak2.run(f"postmap -q {shlex.quote('bob@' + ak2.fqdn)} regexp:/etc/postfix/virtual_alias").stdout
     )
+
+
+PAGE_KIB = 4  # tmpfs gives files whole pages
+
+
+def test_the_second_wall_refuses_a_main_cf_that_means_something_else_on_a_full_etc_postfix(ak2):
+    """Room for the staged main.cf and the view of the whole configuration, none for more: the check
+    once wrote notes of its own there, and a write error ended it before it said anything, which was
+    taken as no difference, so the main.cf that turns TLS to `may` went live. It writes none now, and a
+    check that does not run to its end is a difference."""
+    files, meant = whole_configuration(deployed_settings(ak2), ak2)
+    [main_cf] = [managed for managed in files if managed.name == "main.cf"]
+    weakened = dataclasses.replace(main_cf, content=main_cf.content + "smtp_tls_security_level = may\n")
+    script = apply_script(Plan([weakened], [], "reload", False, True), "systemd", meant)
+    sizes = ak2.run("cd /etc/postfix && stat -c %s virtual_alias sender_canonical sasl_passwd master.cf").stdout
+    pages = 2 * math.ceil(len(weakened.content) / 4096) + sum(math.ceil(int(s) / 4096) for s in sizes.split())
+    with etc_postfix_with_room(ak2, pages * PAGE_KIB):
+        result = ak2.run("sh -s", input=script, check=False)
+        live = ak2.run("postconf -h smtp_tls_security_level").stdout.strip()
+
+    # The check wrote nothing of its own; postmap, building the password map's database in the view, found no room.
+    assert "differs: sasl_passwd cannot be built by postmap" in result.stderr, "the file system was not full"
+    assert result.returncode == 1, result.stderr
+    assert "differs: smtp_tls_security_level = may (meant: secure)" in result.stderr, result.stderr
+    assert live == "secure"
+
+
+def test_a_deploy_that_changes_nothing_after_a_kill_9_in_the_check_leaves_no_stage_holding_the_password(
+    ak2, keyring_env, tmp_path
+):
+    """A change killed in the check, then the deploy of what the host already has: the fact sees the
+    stage of the killed one, with its copy of sasl_passwd, and the apply runs to remove it."""
+    assert deploy_with(keyring_env, ak2, tmp_path).returncode == 0  # the host as the last deploy leaves it
+    with in_front_of(ak2, "postmap", KILL_THE_APPLY_IN_THE_CHECK):
+        killed = deploy_with(keyring_env, ak2, tmp_path, extra_aliases=BOB)
+    assert killed.returncode != 0 and len(stages(ak2)) == 1, "the apply was not killed in the check"
+    [stage] = stages(ak2)
+    assert ak2.run(f"grep -c -F {ak2.smtp_user} /etc/postfix/{stage}/whole/sasl_passwd").stdout.strip() == "1"
+
+    unchanged = deploy_with(keyring_env, ak2, tmp_path)
+
+    assert unchanged.returncode == 0, unchanged.output
+    assert stages(ak2) == [], "the stage with the password map is still there after the next deploy"
+
+
+def test_a_ca_file_that_is_a_directory_is_refused_naming_ca_file(ak2, keyring_env, tmp_path):
+    """/etc/ssl/certs, the CA directory (smtp_tls_CApath's kind) where the CA bundle is meant: the spec
+    takes any absolute path, and the apply's check_ca_file asks only `-r`, which a directory passes.
+    The deploy succeeds; every mail then waits: "cannot load Certification Authority data ... TLS is
+    required, but our TLS engine is unavailable"."""
+    before = live_configuration(ak2)
+    try:
+        run = deploy_with(keyring_env, ak2, tmp_path, ca_file="/etc/ssl/certs")
+        after = live_configuration(ak2)
+    finally:
+        deploy_with(keyring_env, ak2, tmp_path)
+
+    assert run.returncode != 0, "deployed: smtp_tls_CAfile = /etc/ssl/certs, no mail leaves"
+    assert "ca_file '/etc/ssl/certs'" in run.output or "ca_file: " in run.output, run.output
+    assert after == before
+
+
+def test_nullclient_status_names_a_mail_package_it_cannot_use_without_an_internal_exception(ak2, keyring_env, tmp_path):
+    """status passes the host data's mail_package to the fact unparsed: a list (or an int) there is
+    "An internal exception occurred ... TypeError" in the report instead of the deploy's refusal."""
+    inventory = write_inventory(tmp_path / "inventory.py", [(ak2.fqdn, lab_host_data(ak2, mail_package=["bsd-mailx"]))])
+
+    status = subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", "status", "-i", str(inventory)],
+        cwd=tmp_path,  # pyinfra writes its pyinfra-debug.log into the working directory
+        env=keyring_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    output = status.stdout + status.stderr
+    assert "internal exception" not in output and "TypeError" not in output, output
+    assert "mail_package ['bsd-mailx'] is a list, not a package name" in output, output
+
+
+def test_a_myhostname_too_long_once_qualified_is_refused_naming_myhostname(ak2, keyring_env, tmp_path):
+    """63 characters without a dot get .mail_domain (253): 317 characters, which Postfix's valid_hostname
+    refuses. The spec takes both; the host's check then says "virtual_alias answers nothing ..." and
+    "sasl_passwd cannot be built by postmap", and no word of myhostname or mail_domain."""
+    mail_domain = ".".join(["b" * 63, "c" * 63, "d" * 63, "e" * 57, "net"])
+
+    run = deploy_with(keyring_env, ak2, tmp_path, myhostname="a" * 63, mail_domain=mail_domain, smtp_user=ak2.smtp_user)
+
+    assert run.returncode != 0
+    assert "myhostname 'aaaa" in run.output, run.output[-3000:]
+
+
+def test_extra_aliases_that_lead_to_each_other_are_refused_naming_extra_aliases(ak2, keyring_env, tmp_path):
+    """a -> b@HOST, b -> a@HOST: the spec takes both, the check asks one level of each and passes, and
+    the deploy succeeds. Postfix's cleanup then says "unreasonable virtual_alias_maps map nesting for
+    a@HOST -- message not accepted, try again later": mail to a or b waits for ever."""
+    loop = {"a": f"b@{ak2.fqdn}", "b": f"a@{ak2.fqdn}"}
+    try:
+        run = deploy_with(keyring_env, ak2, tmp_path, extra_aliases=loop)
+    finally:
+        deploy_with(keyring_env, ak2, tmp_path)
+
+    assert run.returncode != 0, "deployed: mail to a or b never leaves the queue"
+    assert "extra_aliases" in run.output, run.output[-3000:]
