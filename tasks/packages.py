@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
@@ -34,7 +34,7 @@ def wanted_packages(settings: Settings, family: Family) -> list[str]:
 @operation()
 def install(
     wanted: list[str], installed: set[str], package_manager: str, replacing: Replacement | None = None
-) -> Iterator[str | StringCommand]:
+) -> Generator[str | StringCommand, None, None]:
     """
     Install the packages of ``wanted`` that are not in ``installed``, in one command, or nothing.
 
@@ -53,4 +53,6 @@ def install(
         for line in replacing.report:
             host.log(line, logger.warning)
     packager = PACKAGE_MANAGERS[package_manager]
-    yield StringCommand(packager.install, *(shlex.quote(name) for name in missing), _stdin=packager.install_stdin)
+    command = (packager.install, *(shlex.quote(name) for name in missing))
+    # Only a package manager that reads an answer gets _stdin (pyinfra's arguments take no None).
+    yield StringCommand(*command, _stdin=packager.install_stdin) if packager.install_stdin else StringCommand(*command)
