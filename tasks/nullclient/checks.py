@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, replace
 
 from pyinfra.api import FactBase, operation
@@ -125,7 +125,7 @@ def read_mail_probe(output: list[str]) -> MailProbe:
 
 
 @operation(is_idempotent=False)
-def send_test_mail(timeout: int) -> Iterator[str]:
+def send_test_mail(timeout: int) -> Generator[str, None, None]:
     """
     Send one mail to root (so to forward_to) and wait, at most ``timeout`` seconds, until it leaves
     the queue. An operation, not a fact: a ``--dry`` run sends nothing.
