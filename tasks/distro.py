@@ -7,6 +7,7 @@ decides it where the maps are built (templates/main.cf.j2, the apply script).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
@@ -59,7 +60,9 @@ def fact_arguments(mail_package: str | None = None) -> dict[str, Any]:
     }
 
 
-def look_at(host: Any, mail_package: str | None = None, secrets: list[ManagedFile] = ()) -> tuple[HostState, Family]:
+def look_at(
+    host: Any, mail_package: str | None = None, secrets: Sequence[ManagedFile] = ()
+) -> tuple[HostState, Family]:
     """The deploy's one look at a host (a single remote command) and the host's family; `secrets`:
     the secret files the deploy would write, which the host compares with its own (facts.secret_digests)."""
     found = host.get_fact(NullClientHost, **fact_arguments(mail_package), _stdin=secret_digests(list(secrets)))
