@@ -8,7 +8,7 @@ it would write on the command's stdin (`secret_digests`), and the host says only
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
@@ -54,7 +54,7 @@ class NullClientHost(FactBase[HostState]):
     def command(
         self,
         packages: list[str],
-        alert_files: list[str] = (),
+        alert_files: Sequence[str] = (),
         timer_link: str = "/nonexistent",
         queues: dict[str, list[str]] | None = None,
         network_stacks: dict[str, str] | None = None,

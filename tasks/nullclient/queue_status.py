@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
 
 from postfix_nullclient import alerts
 from postfix_nullclient.facts import HostState, NullClientHost
@@ -28,19 +31,20 @@ class QueueStatus:
     watchdog_problem: bool = False
 
 
-class NullClientStatus(NullClientHost):
-    """The NullClientHost fact, plus the queue and the watchdog's state: one command."""
+class NullClientStatus(FactBase[QueueStatus]):
+    """The NullClientHost fact, plus the queue and the watchdog's state: one command. NullClientHost's
+    command and parsing, not its subclass: its facts are a HostState, these a QueueStatus."""
 
     # pyinfra passes a fact's arguments by the names in its signature: so spelled out, as NullClientHost's.
     def command(
         self,
         packages: list[str],
-        alert_files: list[str] = (),
+        alert_files: Sequence[str] = (),
         timer_link: str = "/nonexistent",
         queues: dict[str, list[str]] | None = None,
         network_stacks: dict[str, str] | None = None,
     ) -> str:
-        found = super().command(packages, alert_files, timer_link, queues, network_stacks)
+        found = NullClientHost().command(packages, alert_files, timer_link, queues, network_stacks)
         return found + render_script("status", state_dir=alerts.WATCHDOG_STATE)
 
     @staticmethod
@@ -48,7 +52,7 @@ class NullClientStatus(NullClientHost):
         return QueueStatus()
 
     def process(self, output: list[str]) -> QueueStatus:
-        status = QueueStatus(found=super().process(output))
+        status = QueueStatus(found=NullClientHost().process(output))
         for line in output:
             key, _, value = line.partition(" ")
             if key == "now":
