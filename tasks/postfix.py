@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from pyinfra import host, logger, state
@@ -139,7 +139,9 @@ def describe(plan: Plan) -> str:
 
 
 @operation()
-def configure(files: list[ManagedFile], found: HostState, init: str, meant: Meaning) -> Iterator[StringCommand]:
+def configure(
+    files: list[ManagedFile], found: HostState, init: str, meant: Meaning
+) -> Generator[StringCommand, None, None]:
     """
     Make the host's Postfix configuration what ``files`` say, in one command, or do nothing.
 
@@ -164,7 +166,7 @@ def configure(files: list[ManagedFile], found: HostState, init: str, meant: Mean
 
 
 @operation()
-def hold_mail(other_systems: bool, postfix_queue: bool) -> Iterator[StringCommand]:
+def hold_mail(other_systems: bool, postfix_queue: bool) -> Generator[StringCommand, None, None]:
     """
     Before the switch, keep queued mail from leaving the way it would have: or nothing.
 
@@ -183,7 +185,7 @@ def hold_mail(other_systems: bool, postfix_queue: bool) -> Iterator[StringComman
 
 
 @operation()
-def send_held_mail(held: int, postfix_queue: bool) -> Iterator[StringCommand]:
+def send_held_mail(held: int, postfix_queue: bool) -> Generator[StringCommand, None, None]:
     """
     Send what ``hold_mail`` held, through the new configuration and the relay: or nothing.
 
