@@ -16,7 +16,7 @@ import base64
 import hashlib
 import io
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 from pyinfra import host
@@ -150,7 +150,7 @@ def upgrades_mail_file(settings: Settings) -> HostFile | None:
     return HostFile(UPGRADES_MAIL_CONF, content)
 
 
-def put_files_script(files: list[HostFile], remove: list[str] = (), after: list[str] = ()) -> str:
+def put_files_script(files: list[HostFile], remove: Sequence[str] = (), after: Sequence[str] = ()) -> str:
     return render_script("put_files", files=files, remove=list(remove), after=list(after))
 
 
@@ -172,7 +172,7 @@ def upgrades_mail_changes(wanted: HostFile | None, found: HostState) -> tuple[li
 
 
 @operation()
-def watchdog(files: list[HostFile], found: HostState, init: str) -> Iterator[StringCommand]:
+def watchdog(files: list[HostFile], found: HostState, init: str) -> Generator[StringCommand, None, None]:
     """
     Install the queue watchdog and start its timer, in one command, or do nothing.
 
@@ -192,7 +192,7 @@ def watchdog(files: list[HostFile], found: HostState, init: str) -> Iterator[Str
 
 
 @operation()
-def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Iterator[StringCommand]:
+def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Generator[StringCommand, None, None]:
     """
     Make unattended-upgrades mail its report to root where it is installed, or do nothing.
 
@@ -269,7 +269,7 @@ def network_changes(files: list[HostFile], found: HostState) -> tuple[list[HostF
 
 
 @operation()
-def flush_on_network(files: list[HostFile], found: HostState) -> Iterator[StringCommand]:
+def flush_on_network(files: list[HostFile], found: HostState) -> Generator[StringCommand, None, None]:
     """
     Flush Postfix's queue when the network is back: install the hooks of the host's network stacks, or do nothing.
 
