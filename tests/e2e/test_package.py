@@ -162,7 +162,7 @@ def run_in(directory: Path, env: dict[str, str], *command: str) -> subprocess.Co
 def test_the_build_of_the_sdist_and_the_wheel_warns_of_nothing(build):
     warnings = [line for line in build.output.splitlines() if "warn" in line.lower()]
 
-    assert not warnings, build.output
+    assert not warnings, "\n".join(warnings)
 
 
 def test_the_wheel_metadata_gives_the_licence_the_readme_and_the_classifiers(build):
