@@ -195,6 +195,16 @@ def test_status_counts_stuck_mail_and_names_the_oldest_deferred_reason():
     assert status_line(fine) == "torres.example.net: FAIL  queue 0; watchdog never ran; configuration NOT current: x"
 
 
+def test_status_never_shows_an_unreadable_queue_as_a_size():
+    from postfix_nullclient.nullclient.queue_status import NullClientStatus, status_line, summary
+
+    status = NullClientStatus().process(["now 5", "queue_error postqueue: fatal: open /etc/postfix/main.cf"])
+    line = status_line(summary("torres.example.net", status, 3600, True, "current"))
+
+    assert line.startswith("torres.example.net: STUCK queue unreadable: postqueue: fatal: open /etc/postfix/main.cf")
+    assert "queue 0" not in line
+
+
 def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_expires():
     from postfix_nullclient.nullclient.queue_status import NullClientStatus, status_line, summary
 

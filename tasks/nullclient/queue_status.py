@@ -157,9 +157,8 @@ def status_line(report: dict) -> str:
     if not report.get("reachable"):
         return f"{report['host']}: UNKNOWN  {report.get('error', 'could not be reached')}"
     verdict = "STUCK" if report["stuck"] else "ok   " if report["configuration"]["current"] else "FAIL "
-    parts = [f"queue {report['queue_size']}"]
-    if report["queue_error"]:
-        parts.append(f"queue unreadable: {report['queue_error']}")
+    # An unreadable queue has no size to show: never "queue 0".
+    parts = [f"queue unreadable: {report['queue_error']}" if report["queue_error"] else f"queue {report['queue_size']}"]
     if offline := report.get("offline_since"):
         parts.append(f"offline since {offline['utc']} ({offline['reason']})")
     if message := report.get("oldest"):

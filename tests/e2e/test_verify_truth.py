@@ -144,7 +144,7 @@ def test_after_remove_with_a_held_message_verify_and_status_say_the_queue_cannot
     unreadable = "postqueue: fatal: open /etc/postfix/main.cf: No such file or directory"
     remains = "(1 message(s) remain in /var/spool/postfix/hold)"
     assert status.returncode == 1
-    assert f"{ws.fqdn}: STUCK queue 0; queue unreadable: {unreadable} {remains};" in status.stdout
+    assert f"{ws.fqdn}: STUCK queue unreadable: {unreadable} {remains};" in status.stdout
     assert checked.returncode == 1
     assert f"FAIL  queue: the queue cannot be read: {unreadable} {remains}; fix: Postfix must run" in checked.stdout
     assert "ok    queue" not in checked.stdout
