@@ -29,8 +29,12 @@ from postfix_nullclient.settings import Settings
 from postfix_nullclient.spec import duration_text
 
 WATCHDOG = "/usr/local/lib/postfix-nullclient/watchdog"
-WATCHDOG_STATE = f"{STATE_DIR}/watchdog"  # last-run, last-said, problem, motd
+WATCHDOG_STATE = f"{STATE_DIR}/watchdog"  # last-run, last-said, problem
 MOTD = "/run/motd.d/postfix-nullclient"  # pam_motd shows /run/motd.d at SSH and console logins (Debian)
+# On /run's tmpfs with MOTD, so that a full /var neither empties the login message nor makes the
+# watchdog forget what it told: the problem it told (as in WATCHDOG_STATE), and the login message
+# while it is written (then renamed into /run/motd.d, where pam_motd shows every file).
+WATCHDOG_RUN = "/run/postfix-nullclient"
 TIMER_NAME = "postfix-nullclient-watchdog.timer"
 SERVICE_UNIT = "/etc/systemd/system/postfix-nullclient-watchdog.service"
 TIMER_UNIT = f"/etc/systemd/system/{TIMER_NAME}"
@@ -44,6 +48,9 @@ PERIODIC = "/etc/periodic/15min/postfix-nullclient-watchdog"  # OpenRC: crond's 
 # more; at most JOURNAL_DETAILS journal lines about single messages.
 RUN_SECONDS = 120
 NOTIFY_SECONDS = 5
+# `postqueue -j` asks Postfix's showq, which any local user can keep busy (every one of them, up to
+# default_process_limit): past QUEUE_SECONDS the watchdog counts the queue's files instead.
+QUEUE_SECONDS = 20
 SHOWN_REASONS = 5
 REASON_LENGTH = 200
 JOURNAL_DETAILS = 10
@@ -105,8 +112,14 @@ def warn_after(settings: Settings) -> int:
     return min(settings.watchdog_threshold, settings.queue_lifetime // 2)
 
 
-def watchdog_script(settings: Settings, state_dir: str = WATCHDOG_STATE, motd_file: str = MOTD) -> str:
-    """The watchdog itself, a POSIX sh script; other directories than the host's only for tests."""
+def watchdog_script(
+    settings: Settings,
+    state_dir: str = WATCHDOG_STATE,
+    motd_file: str = MOTD,
+    run_dir: str = WATCHDOG_RUN,
+    queue_seconds: int = QUEUE_SECONDS,
+) -> str:
+    """The watchdog itself, a POSIX sh script; other directories and time limits than the host's only for tests."""
     threshold = warn_after(settings)
     return render_script(
         "watchdog",
@@ -116,6 +129,8 @@ def watchdog_script(settings: Settings, state_dir: str = WATCHDOG_STATE, motd_fi
         lifetime_text=duration_text(settings.queue_lifetime),
         state_dir=state_dir,
         motd_file=motd_file,
+        run_dir=run_dir,
+        queue_seconds=queue_seconds,
         notify_seconds=NOTIFY_SECONDS,
         shown_reasons=SHOWN_REASONS,
         reason_length=REASON_LENGTH,
