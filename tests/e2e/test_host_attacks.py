@@ -1,8 +1,12 @@
 """End to end on the lab: what an unprivileged local user of a deployed workstation can do to the
 queue watchdog and to `nullclient verify`, and what the operator's kill -9 of a rotation leaves.
 
-One workstation, av1, deployed with a watchdog threshold of 5 s, shared by the tests here; eve is its
-local user. Mail waits because the mail server changed av1's password (as in tests/e2e/test_alerts.py).
+One workstation, wf1, deployed with a watchdog threshold of 5 s, shared by the tests here; eve is its
+local user. Mail waits because the mail server changed wf1's password (as in tests/e2e/test_alerts.py).
+Last, eve holds every showq process Postfix will start (default_process_limit, 100): she runs
+`postqueue -j` 100 times into pipes that she never reads, with a queue listing larger than a pipe and a
+socket buffer (her own mail: 4 messages of 500 long recipients each). Every later `postqueue -j`,
+root's too, waits for a free showq, for as long as she likes.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class Av:
 
 @pytest.fixture(scope="module")
 def av(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Av]:
-    (ws,) = make_workstations(["av1"])
+    (ws,) = make_workstations(["wf1"])
     inventory = write_inventory(
         tmp_path_factory.mktemp("av") / "inventory.py", [(ws.fqdn, lab_host_data(ws, watchdog_threshold="5s"))]
     )
@@ -74,7 +78,7 @@ BROKEN_AT: list[float] = []  # when the mail server changed the password, once p
 
 
 def stuck_mail(ws: Workstation, older_than_threshold: bool = True) -> None:
-    """Mail from eve that waits: the mail server refuses av1's password (and older than the threshold)."""
+    """Mail from eve that waits: the mail server refuses wf1's password (and older than the threshold)."""
     if not BROKEN_AT:
         smarthost.set_account(STATE_DIR, ws.smtp_user, "the-server-changed-it")
         as_eve(ws, "echo stuck | /usr/sbin/sendmail -i owner@example.org")
@@ -173,7 +177,7 @@ def test_programs_a_user_names_like_postfix_tools_never_run_and_the_warning_is_r
     )
     try:
         stuck_mail(ws)
-        ws.run(f"rm -f /home/eve/ran {alerts.MOTD} /var/lib/postfix-nullclient/watchdog/problem")
+        ws.run(f"rm -f /home/eve/ran {alerts.MOTD} {alerts.WATCHDOG_STATE}/problem {alerts.WATCHDOG_RUN}/problem")
         ws.run(f"systemctl start {WATCHDOG_UNIT}")
         queued = len(ws.run("postqueue -j").stdout.splitlines())  # eve's, and the test mail of verify's test
         motd = ws.run(f"cat {alerts.MOTD}").stdout
@@ -186,7 +190,7 @@ def test_programs_a_user_names_like_postfix_tools_never_run_and_the_warning_is_r
     print(motd, processes)
     assert {"master", "smtp", "postqueue", "qmgr"} <= set(processes), processes
     assert ran == ""
-    waiting = f"*** postfix-nullclient: {queued} message(s) have waited longer than 5s in the mail queue of av1"
+    waiting = f"*** postfix-nullclient: {queued} message(s) have waited longer than 5s in the mail queue of wf1"
     assert motd.startswith(waiting), motd
     assert "SASL authentication failed" in motd
 
@@ -209,7 +213,7 @@ def test_rotate_killed_during_its_deploy_loses_no_password(av, keyring_env):
     for line in process.stdout:
         output.append(line)
         if line.startswith("== deploying"):
-            time.sleep(1.5)  # pyinfra has connected and is at work on av1
+            time.sleep(1.5)  # pyinfra has connected and is at work on wf1
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=30)
@@ -262,3 +266,79 @@ def test_the_most_verbose_deploy_and_map_check_show_no_password_nor_a_digest_of_
     assert "*MASKED*" in checked.stdout + checked.stderr  # where the fact's stdin is shown, it is masked
     shown = [name for name, form in secret_forms(ws, new).items() if form in output]
     assert shown == [], shown
+
+
+HOLD = (
+    "for m in 1 2 3 4; do echo x | /usr/sbin/sendmail -i $(seq -f 'user%0200g@example.org' 1 500); done; "
+    "sleep 5; for i in $(seq 100); do setsid sh -c '/usr/sbin/postqueue -j | sleep 600' "
+    "</dev/null >/dev/null 2>&1 & done"
+)
+
+
+@pytest.fixture(scope="module")
+def every_showq_held(av) -> Iterator[Workstation]:
+    """wf1 with its mail waiting (a changed password) and every showq process held by eve."""
+    ws = av.ws
+    ws.run(f"systemctl stop {alerts.TIMER_NAME}")  # no run of the timer's in between
+    smarthost.set_account(STATE_DIR, ws.smtp_user, "the-server-changed-it")
+    ws.run("cat > /home/eve/hold.sh && chown eve /home/eve/hold.sh", input=HOLD)
+    as_eve(ws, "sh /home/eve/hold.sh")
+    deadline = time.monotonic() + 30
+    while ws.run("pgrep -c -x showq", check=False).stdout.strip() != "100":
+        assert time.monotonic() < deadline, ws.run("pgrep -l -x showq; true").stdout
+        time.sleep(1)
+    try:
+        yield ws
+    finally:
+        ws.run("pkill -u eve; postsuper -d ALL; true")  # eve's 2,000 recipients are not worth sending
+        smarthost.set_account(STATE_DIR, ws.smtp_user, ws.password)
+        ws.run(f"systemctl start {alerts.TIMER_NAME}")
+
+
+def test_a_user_holding_every_showq_cannot_silence_the_watchdog(every_showq_held):
+    ws = every_showq_held
+    ws.run(f"rm -f {alerts.MOTD} {alerts.WATCHDOG_STATE}/problem {alerts.WATCHDOG_RUN}/problem")
+    started = time.monotonic()
+    ran = ws.run(f"timeout 60 {alerts.WATCHDOG}; echo $?", check=False)
+    seconds = time.monotonic() - started
+    motd = ws.run(f"cat {alerts.MOTD} 2>/dev/null; true").stdout
+    warned = ws.run("journalctl --no-pager -o cat -t postfix-nullclient -p warning --since=-2min; true").stdout
+
+    print(f"the watchdog's run: exit {ran.stdout.strip()} after {seconds:.0f} s")
+    print(motd, warned)
+    # 4 messages have waited longer than 5 s behind a refused password: the watchdog says so, from the files.
+    assert ran.stdout.strip() == "0", "the watchdog did not end within 60 s"
+    assert seconds < alerts.QUEUE_SECONDS + 15
+    assert motd.startswith("*** postfix-nullclient: 4 message(s) have waited longer than 5s in the mail queue of wf1")
+    cause = f"postqueue did not answer within {alerts.QUEUE_SECONDS} s: a local process may hold every showq"
+    assert f"\n***   {cause}\n" in motd
+    assert warned.rstrip().endswith(f"could not be listed (counted from its files in /var/spool/postfix): {cause}")
+
+
+def test_a_user_holding_every_showq_cannot_hang_verify_or_status(every_showq_held, keyring_env, av):
+    # Both at once (each waits for its postqueue, not for the other): each says that the queue
+    # could not be read in time, as a problem, never as an empty queue.
+    started = time.monotonic()
+    commands = {
+        command: subprocess.Popen(
+            [sys.executable, "-m", "postfix_nullclient.nullclient", command, "-i", str(av.inventory)],
+            cwd=PROJECT,
+            env=keyring_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for command in ("verify", "status")
+    }
+    said = {command: process.communicate(timeout=90)[0] for command, process in commands.items()}
+    seconds = time.monotonic() - started
+
+    print(f"verify and status: exit {[p.returncode for p in commands.values()]} after {seconds:.0f} s")
+    print(said["verify"], said["status"])
+    cause = f"postqueue -j did not answer within {alerts.QUEUE_SECONDS} s: a local process may hold every showq"
+    remain = r" \(\d+ message\(s\) remain in /var/spool/postfix/\w+\)"
+    assert commands["verify"].returncode == 1
+    assert re.search(rf"FAIL +queue: the queue cannot be read: {cause}{remain}", said["verify"]), said["verify"]
+    assert commands["status"].returncode == 1
+    assert re.search(rf"wf1.example.net: STUCK queue unreadable: {cause}{remain}", said["status"]), said["status"]
