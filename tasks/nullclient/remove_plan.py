@@ -52,6 +52,7 @@ def remove_script(mode: str, family: Family, queued_mail: str = REFUSE, keep_dir
         watchdog_timer=alerts.TIMER_NAME,
         watchdog_motd=alerts.MOTD,
         watchdog_dir=posixpath.dirname(alerts.WATCHDOG),
+        watchdog_run=alerts.WATCHDOG_RUN,
         held_dir=HELD_DIR,
     )
 
