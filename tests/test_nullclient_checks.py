@@ -296,3 +296,11 @@ def test_the_keyring_entry_needs_only_its_own_settings_and_is_the_deploys():
     assert (
         (entry.service, entry.user) == (settings.keyring_service, settings.smtp_user) == ("relay", "kirk@example.org")
     )
+
+
+def test_a_queue_held_by_a_local_process_names_that_fix_not_the_deploy():
+    from postfix_nullclient.nullclient.checks import unreadable_queue_fix
+
+    held = unreadable_queue_fix("postqueue -j did not answer within 20 s: a local process may hold every showq")
+    assert "showq" in held and "deploy" not in held
+    assert "run the deploy" in unreadable_queue_fix("postqueue: fatal: Queue report unavailable - mail system is down")

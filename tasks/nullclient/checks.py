@@ -384,14 +384,17 @@ def queue_fix(reasons: list[str]) -> str:
     return f"once the cause is fixed (on the relay, or in the settings): {FLUSH_COMMAND}"
 
 
+def unreadable_queue_fix(error: str) -> str:
+    """The fix for a queue postqueue could not list: a held showq is a local process's doing, else Postfix must run."""
+    if "did not answer within" in error:
+        return "find and end the processes that hold Postfix's showq on the host (ps -C showq, and who runs postqueue)"
+    return f"Postfix must run to read and send it: {RUN_THE_DEPLOY}"
+
+
 def check_queue(health: Health) -> Check:
     if health.queue_error:
-        return Check(
-            "queue",
-            False,
-            f"the queue cannot be read: {' '.join(health.queue_error)}",
-            f"Postfix must run to read and send it: {RUN_THE_DEPLOY}",
-        )
+        error = " ".join(health.queue_error)
+        return Check("queue", False, f"the queue cannot be read: {error}", unreadable_queue_fix(error))
     if not health.queue:
         return Check("queue", True, "empty")
     lines = []

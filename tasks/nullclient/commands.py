@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from postfix_nullclient.nullclient import passwords
-from postfix_nullclient.nullclient.checks import DEPLOY_COMMAND, FLUSH_COMMAND, ROTATE_COMMAND, Check, queue_fix
+from postfix_nullclient.nullclient.checks import (
+    DEPLOY_COMMAND,
+    FLUSH_COMMAND,
+    ROTATE_COMMAND,
+    Check,
+    queue_fix,
+    unreadable_queue_fix,
+)
 from postfix_nullclient.nullclient.queue_status import status_line
 from postfix_nullclient.nullclient.remove_plan import DISCARD, DISCARD_FLAG, KEEP, KEEP_FLAG, REFUSE, refusal
 from postfix_nullclient.nullclient.targets import (
@@ -236,7 +243,7 @@ def status_fix(target: Target, report: dict) -> str:
     """What fixes what a host's status shows: the queue's cause first, then the configuration's."""
     fixes = []
     if report.get("queue_error"):
-        fixes.append(f"Postfix must run to read and send its queue: {DEPLOY_COMMAND}")
+        fixes.append(unreadable_queue_fix(report["queue_error"]))
     elif report.get("stuck"):
         oldest = report.get("oldest_deferred") or {}
         fixes.append(queue_fix([oldest.get("reason") or ""]))
