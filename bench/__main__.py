@@ -45,6 +45,7 @@ from lab import hosts, smarthost
 from lab.config import STATE_DIR
 from lab.keyring import BACKEND as SECRET_SERVICE_BACKEND
 from lab.tools import require_root
+from postfix_nullclient.alerts import FLUSH_INTERVAL, FLUSH_PATH_NAME
 from postfix_nullclient.model import APT_INSTALL, DEBCONF_PRESEED, FAMILIES, script_context
 from postfix_nullclient.nullclient.passwords import generate_password
 
@@ -70,6 +71,12 @@ def _render(name: str) -> str:
 HASH_AND_STATE = _render("hash_and_state")
 APPLY_STEPS = _render("apply_steps")
 BATCH = 20  # hosts configured at once when preparing the scale set (not measured for the table)
+# The network coming back: a host of its own, whose link goes down (its name is not bn*: no re-deploy of
+# bn1..bnN ever waits on a link that is down), NETWORK_BACK_RUNS runs with the flush hook and as many
+# without, each waiting at most NETWORK_BACK_CAP seconds for the mail.
+LINK_HOST = "bl1"
+NETWORK_BACK_RUNS = 3
+NETWORK_BACK_CAP = 90.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Plan:
     mails: int
     quick: bool
     peer_hosts: int  # the largest no-change rerun of the Ansible peer (an1..anN)
+    only: str | None = None  # "network-back": that measurement alone
 
     @property
     def sizes(self) -> list[int]:
@@ -102,6 +110,9 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument(
         "--peer-hosts", type=int, help="hosts of the Ansible peer's largest rerun (default 10; quick 1)"
     )
+    parser.add_argument(
+        "--only", choices=["network-back"], help="one measurement alone: mail deferred offline, the link back"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     plan = Plan(
@@ -113,6 +124,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         mails=args.mails or (20 if quick else 100),
         quick=quick,
         peer_hosts=args.peer_hosts or (1 if quick else 10),
+        only=args.only,
     )
     if not 10 <= plan.max_hosts <= 50:
         parser.error("--hosts must be 10 to 50 (bn1..bn50)")
@@ -150,15 +162,24 @@ class Bench:
     def run(self) -> None:
         with ExitStack() as stack:
             stack.callback(self.hosts.destroy_all)
-            say("booting bn1, bn2 (the lab's shared parts first, if it is down)")
-            self.hosts.fresh(self.names(2))
+            first = [LINK_HOST] if self.plan.only else self.names(2)
+            say(f"booting {', '.join(first)} (the lab's shared parts first, if it is down)")
+            self.hosts.fresh(first)
             say("starting our relay bn-relay and our keyring")
             stack.enter_context(labkit.relay())
             self.env = stack.enter_context(labkit.keyring_session())
-            names = self.names(self.plan.max_hosts) + self.peer_names(self.plan.peer_hosts)
+            names = [LINK_HOST]
+            if not self.plan.only:
+                names += self.names(self.plan.max_hosts) + self.peer_names(self.plan.peer_hosts)
             passwords = {name: generate_password() for name in names}
             labkit.set_accounts(passwords)
             labkit.store_passwords(self.env, passwords)
+            if self.plan.only:
+                del passwords
+                self.network_back()
+                self.raw["hosts"] = self.host_versions(LINK_HOST)
+                say(f"removing {LINK_HOST}, the relay and the keyring")
+                return
             self.ansible = stack.enter_context(peer.peer())
             self.ansible_passwords = {name: passwords[name] for name in self.peer_names(self.plan.peer_hosts)}
             del passwords
@@ -170,6 +191,7 @@ class Bench:
             self.floors()
             self.redeploys()
             self.mail_latency()
+            self.network_back()
             self.diagnostics()
             self.raw["hosts"] = self.host_versions()
             say("removing the bn* hosts, the relay and the keyring")
@@ -395,6 +417,73 @@ class Bench:
         row.goal, row.met = "median < 1 s", median(latencies) < 1
         self.rows.append(row)
 
+    def network_back(self) -> None:
+        """Mail deferred while the link is down, until it reaches the relay once the link is back: with the
+        flush hook as deployed, and with its path unit stopped (Postfix's own retries only), alternating."""
+        if LINK_HOST not in self.hosts.made:
+            say(f"booting {LINK_HOST} for the network coming back")
+            self.hosts.fresh([LINK_HOST])
+        deploy(self.env, [LINK_HOST], self.log("network-back-deploy"))
+        samples: dict[bool, list[float]] = {True: [], False: []}
+        last_hooked = 0.0
+        for run in range(NETWORK_BACK_RUNS):
+            for hooked in (True, False) if run % 2 == 0 else (False, True):
+                if hooked:  # the hook flushes at most once per FLUSH_INTERVAL: a run must not wait for that
+                    time.sleep(max(0.0, last_hooked + FLUSH_INTERVAL + 1 - time.monotonic()))
+                way = "with" if hooked else "without"
+                say(f"network back, {way} the flush hook, run {run + 1}/{NETWORK_BACK_RUNS}")
+                samples[hooked].append(self.link_back_seconds(hooked, f"{run}-{way}"))
+                if hooked:
+                    last_hooked = time.monotonic()
+        note = f"the link of {LINK_HOST} down, a mail deferred, the link up: until the relay has it"
+        self.rows += [
+            Row("network back: deferred mail at the relay, flush hook as deployed", samples[True], "s",
+                cap=NETWORK_BACK_CAP, note=note),
+            Row(f"network back: the same, {FLUSH_PATH_NAME} stopped", samples[False], "s",
+                cap=NETWORK_BACK_CAP, note=f"Postfix's own retries; waited at most {NETWORK_BACK_CAP:.0f} s"),
+        ]  # fmt: skip
+
+    def link_back_seconds(self, hooked: bool, tag: str) -> float:
+        """One run: seconds from the link up until the relay has the mail; NETWORK_BACK_CAP if it had not by then.
+
+        SSH goes over the link, so the mail is left to a unit on the host (systemd-run) that sends it
+        once the host sees no carrier on its link, and the deferred queue is read from this machine, in
+        the host's own file system.
+        """
+        subject = f"bench-network-back-{os.getpid()}-{tag}-{time.time_ns()}"
+        offline_mail = (
+            "until grep -qx 0 /sys/class/net/host0/carrier; do sleep 0.1; done; "
+            f"printf 'Subject: {subject}\\n\\noffline\\n' | /usr/sbin/sendmail root"
+        )
+        hosts.ssh(
+            LINK_HOST,
+            f"systemctl {'start' if hooked else 'stop'} {FLUSH_PATH_NAME} && "
+            f"systemd-run -q -p RuntimeMaxSec=60 /bin/sh -c {shlex.quote(offline_mail)}",
+        )
+        deferred = hosts.HOSTS_DIR / LINK_HOST / "root/var/spool/postfix/deferred"
+        veth = f"vb-{LINK_HOST}"  # systemd-nspawn's name for the host's side of --network-bridge
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        try:
+            deadline = time.monotonic() + 60  # beyond Postfix's smtp_connect_timeout (30 s)
+            while not any(path.is_file() for path in deferred.rglob("*")):
+                if time.monotonic() > deadline:
+                    at_relay = _find_subject(subject, 0.1) is not None
+                    raise BenchError(
+                        f"the mail written on {LINK_HOST} with its link down was not deferred within 60 s"
+                        + (" (it reached the relay: the link was not down)" if at_relay else "")
+                    )
+                time.sleep(0.1)
+            time.sleep(2)  # offline a little longer: Postfix's next try is minutes away now
+        finally:
+            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        back = time.time()
+        message = _find_subject(subject, NETWORK_BACK_CAP)
+        if message is None:  # flushed by hand, so that no mail is left behind for the next run
+            hosts.ssh(LINK_HOST, "postqueue -f")
+            _wait_for_subject(subject, timeout=60)
+            return NETWORK_BACK_CAP
+        return message["received"] - back
+
     def diagnostics(self) -> None:
         """Where the time of a deploy goes: the keyring, and each step of the apply command on a host."""
         say("diagnostics: keyring lookups, and the steps of the apply command on bn1")
@@ -461,18 +550,25 @@ class Bench:
         for label, samples in steps.items():
             self.diagnostic_rows.append(Row(f"on a host: `{label}`", samples, "ms"))
 
-    def host_versions(self) -> dict[str, str]:
-        out = hosts.ssh("bn1", "cat /etc/debian_version; postconf -h mail_version").stdout.split()
+    def host_versions(self, name: str = "bn1") -> dict[str, str]:
+        out = hosts.ssh(name, "cat /etc/debian_version; postconf -h mail_version").stdout.split()
         return {"debian": out[0], "postfix": out[1]}
 
 
-def _wait_for_subject(subject: str, timeout: float) -> dict:
+def _find_subject(subject: str, timeout: float) -> dict | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in smarthost.messages(STATE_DIR, labkit.RELAY_INSTANCE):
             if message.get("subject") == subject:
                 return message
         time.sleep(0.02)
+    return None
+
+
+def _wait_for_subject(subject: str, timeout: float) -> dict:
+    message = _find_subject(subject, timeout)
+    if message is not None:
+        return message
     raise BenchError(f"the mail {subject!r} did not reach bn-relay within {timeout:.0f} s")
 
 
@@ -517,9 +613,15 @@ def git_commit() -> str:
     )
 
 
+def _kind(plan: dict) -> str:
+    if plan["only"]:
+        return f"{plan['only']} alone"
+    return "quick check" if plan["quick"] else "full run"
+
+
 def report(info: dict, rows: list[Row], diagnostics: list[Row]) -> str:
     lines = [
-        f"# Benchmark results ({'quick check' if info['plan']['quick'] else 'full run'})",
+        f"# Benchmark results ({_kind(info['plan'])})",
         "",
         f"- date: {info['date']} (took {info['duration_s'] / 60:.1f} min)",
         f"- machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, "
@@ -530,7 +632,10 @@ def report(info: dict, rows: list[Row], diagnostics: list[Row]) -> str:
         f"- lab hosts: Debian {info.get('hosts', {}).get('debian', '?')}, "
         f"postfix {info.get('hosts', {}).get('postfix', '?')}",
         f"- deploy: commit {info['commit']}",
-        "- command: `sudo .venv/bin/python -m bench" + (" --quick`" if info["plan"]["quick"] else "`"),
+        "- command: `sudo .venv/bin/python -m bench"
+        + (" --quick" if info["plan"]["quick"] else "")
+        + (f" --only {info['plan']['only']}" if info["plan"]["only"] else "")
+        + "`",
         "",
         "Medians of the runs; see bench/README.md for what each line measures.",
         "",
@@ -589,15 +694,13 @@ def main(argv: list[str] | None = None) -> int:
         names.append("scaling.svg")
     for name in names:
         shutil.copyfile(out / name, RESULTS_DIR / f"latest-{name}")
-    if not plan.quick:
+    full = not plan.quick and not plan.only
+    if full:
         RESULTS_MD.write_text(text)
         if bench.figure:
             shutil.copyfile(out / "scaling.svg", SCALING_SVG)
     print(text)
-    say(
-        f"written: {out}/results.md, results.json, scaling.svg"
-        + ("" if plan.quick else f", {RESULTS_MD}, {SCALING_SVG}")
-    )
+    say(f"written: {out}/results.md, results.json, scaling.svg" + (f", {RESULTS_MD}, {SCALING_SVG}" if full else ""))
     return 0
 
 

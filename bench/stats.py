@@ -39,6 +39,7 @@ class Row:
     met: bool | None = None  # None: no goal
     note: str = ""
     p95: bool = False  # also show the 95th percentile (mail latency)
+    cap: float | None = None  # a run that waited this long was stopped: its sample is the cap, shown "> cap"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -57,6 +58,7 @@ class Row:
             "goal": self.goal or None,
             "met": self.met,
             "note": self.note or None,
+            "cap": self.cap,
             **self.extra,
         }
         if self.p95:
@@ -77,6 +79,13 @@ def number(value: float, unit: str) -> str:
     return f"{value:.3g}"
 
 
+def shown(value: float, unit: str, cap: float | None = None) -> str:
+    """`number`, or "> cap" for a sample of a run stopped at its cap: its real figure is not known."""
+    if cap is not None and value >= cap:
+        return f"> {cap:g}"
+    return number(value, unit)
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     """The results as a markdown table: median, spread (min-max, and p95 where asked), goal."""
     lines = [
@@ -84,12 +93,12 @@ def markdown_table(rows: Sequence[Row]) -> str:
         "|---|---:|---:|---:|---|---|---|",
     ]
     for row in rows:
-        spread = f"{number(min(row.samples), row.unit)} .. {number(max(row.samples), row.unit)}"
+        spread = f"{shown(min(row.samples), row.unit, row.cap)} .. {shown(max(row.samples), row.unit, row.cap)}"
         if row.p95:
             spread += f" (p95 {number(percentile(row.samples, 0.95), row.unit)})"
         met = "" if row.met is None else ("yes" if row.met else "**no**")
         lines.append(
-            f"| {row.measure} | {number(row.median, row.unit)} {row.unit} | {spread} | {len(row.samples)} "
+            f"| {row.measure} | {shown(row.median, row.unit, row.cap)} {row.unit} | {spread} | {len(row.samples)} "
             f"| {row.goal} | {met} | {row.note} |"
         )
     return "\n".join(lines) + "\n"

@@ -36,6 +36,19 @@ def test_table_shows_median_spread_p95_and_goal() -> None:
     assert rows[1].as_json()["p95"] == 0.1
 
 
+def test_a_capped_row_shows_runs_stopped_at_the_cap_as_more_than_it() -> None:
+    rows = [
+        Row("all stopped", [90.0, 90.0, 90.0], "s", cap=90.0),
+        Row("some stopped", [3.5, 90.0, 90.0], "s", cap=90.0),
+        Row("none stopped", [0.61, 0.72, 0.85], "s", cap=90.0),
+    ]
+    table = markdown_table(rows).splitlines()
+    assert table[2] == "| all stopped | > 90 s | > 90 .. > 90 | 3 |  |  |  |"
+    assert table[3] == "| some stopped | > 90 s | 3.50 .. > 90 | 3 |  |  |  |"
+    assert table[4] == "| none stopped | 0.72 s | 0.61 .. 0.85 | 3 |  |  |  |"
+    assert rows[0].as_json()["cap"] == 90.0
+
+
 def test_numbers_keep_meaningful_digits() -> None:
     assert number(0.02134, "s") == "0.0213"
     assert number(1.744, "s") == "1.74"
