@@ -436,6 +436,10 @@ def remove(
         )
     if mode != "purge" and (keep_queue or discard_queued_mail):
         raise UsageError(f"{KEEP_FLAG} and {DISCARD_FLAG} are for --postfix purge; with stop, queued mail stays queued")
+    if keep_queue and not keep_queue.isprintable():
+        raise UsageError(
+            f"{KEEP_FLAG} {keep_queue!r}: name a directory of printable characters, e.g. /root/postfix-queue"
+        )
     if keep_queue and not posixpath.isabs(keep_queue):
         raise UsageError(f"{KEEP_FLAG} {keep_queue}: name an absolute directory on the hosts, e.g. /root/postfix-queue")
     queued_mail = KEEP if keep_queue else DISCARD if discard_queued_mail else REFUSE
@@ -467,7 +471,7 @@ def remove(
         )
 
     say(f"== removing the null client from {', '.join(data)} (postfix: {mode})")
-    done, run = _removal_reports(target, removal)
+    done, run = _removal_reports(target, {**removal, "nullclient_dry": "no"})  # never the user's own --data
     say("== what the removal did")
     _print_reports(data, done)
     if run.returncode != 0:
