@@ -23,6 +23,7 @@ from lab import hosts, smarthost
 from lab.config import FORWARD_TO, STATE_DIR
 from tests.conftest import PROJECT
 from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, deploy
+from tests.e2e.test_package import build  # noqa: F401  (a fixture, which the wheel fixture uses)
 from tests.e2e.test_package import wheel as package_wheel  # noqa: F401  (a fixture: built from a copy)
 
 WHEELS = "/root/wheels"

@@ -55,7 +55,7 @@ def test_keep_queue_naming_a_local_users_file_with_an_odd_name_is_refused_and_th
     odd = "/tmp/eve's $HOME `id` file"
     rm.ws.run(f"{AS_EVE} {shlex.quote('printf mine > ' + shlex.quote(odd))}")
 
-    refused_unchanged(rm, odd, f"{odd} exists and is not an empty directory; name a new one")
+    refused_unchanged(rm, odd, f"{odd} exists; name a new directory")
 
     assert rm.ws.run(f"cat {shlex.quote(odd)}").stdout == "mine"
 
@@ -63,7 +63,7 @@ def test_keep_queue_naming_a_local_users_file_with_an_odd_name_is_refused_and_th
 def test_keep_queue_through_a_local_users_symlink_to_etc_is_refused(rm):
     rm.ws.run(f"{AS_EVE} 'ln -s /etc /tmp/kept-etc'")
 
-    refused_unchanged(rm, "/tmp/kept-etc", "/tmp/kept-etc exists and is not an empty directory")
+    refused_unchanged(rm, "/tmp/kept-etc", "/tmp/kept-etc exists; name a new directory")
 
 
 def test_keep_queue_spelled_with_dots_into_the_queue_is_refused(rm):

@@ -146,9 +146,10 @@ def test_data_nullclient_dry_does_not_turn_a_real_removal_into_a_pretended_one(r
 
     run = rm.remove("--postfix", "stop", "--data", "nullclient_dry=yes")
 
-    assert run.returncode != 0 or rm.ws.run("test -e /etc/postfix/sasl_passwd", check=False).returncode == 1, (
-        run.stdout + run.stderr
-    )
+    # The removal happened: the watchdog is gone, and main.cf is no longer the null client's.
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert rm.ws.run("test -e /usr/local/lib/postfix-nullclient/watchdog", check=False).returncode == 1
+    assert "postfix-nullclient" not in rm.ws.run("cat /etc/postfix/main.cf 2>/dev/null; true").stdout
 
 
 def test_keep_queue_that_is_not_utf8_is_refused_naming_the_option(rm):
