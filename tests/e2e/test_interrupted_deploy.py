@@ -32,15 +32,14 @@ FILES = "main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db"
 FIRED = "/run/rw-hook.fired"
 PENDING = APPLYING_MARK
 # The first call of the wrapped program in an apply: `touch` stages a file (nothing moved yet),
-# `postmap` builds the map after the files moved in, `systemctl` reloads postfix.
+# `postmap` builds the map's database after the files moved in (in the stage's build directory: the
+# second wall's postmap calls, before anything moves, do not count), `systemctl` reloads postfix.
 HOOK = """#!/bin/sh
 # rw test hook: say that the apply reached this step, and hold it there a moment (first call only)
-if [ ! -e {fired} ]; then
-  echo "$PPID" > {fired}
-  sleep 4
-fi
+case "$*" in {when}) if [ ! -e {fired} ]; then echo "$PPID" > {fired}; sleep 4; fi ;; esac
 exec {real} "$@"
 """
+WHEN = {"touch": "*", "postmap": "*/build/*", "systemctl": "*"}
 REAL = {"touch": "/usr/bin/touch", "postmap": "/usr/sbin/postmap", "systemctl": "/usr/bin/systemctl"}
 
 
@@ -62,7 +61,7 @@ def rotate(env: dict[str, str], workstation: Workstation) -> str:
 
 def hook(workstation: Workstation, program: str) -> None:
     directory = "/usr/local/bin" if REAL[program].startswith("/usr/bin") else "/usr/local/sbin"
-    script = HOOK.format(fired=FIRED, real=REAL[program])
+    script = HOOK.format(fired=FIRED, real=REAL[program], when=WHEN[program])
     workstation.run(f"rm -f {FIRED} && cat > {directory}/{program} && chmod 755 {directory}/{program}", input=script)
 
 
