@@ -163,7 +163,9 @@ def test_a_flood_of_distinct_deferral_reasons_keeps_the_login_message_short_and_
     motd = ws.run(f"cat {alerts.MOTD}").stdout
     print(motd)
     lines = motd.splitlines()
-    assert len(lines) == 2 + alerts.SHOWN_REASONS + 2
+    # The summary, when Postfix gives the oldest up, "Postfix says:", the reasons, the rest counted, "Look: ...".
+    assert len(lines) == 3 + alerts.SHOWN_REASONS + 2
+    assert lines[1].startswith("*** Postfix gives the oldest up")
     assert lines[0].startswith("*** postfix-nullclient: 8000 message(s) have waited longer than 5s")
     assert lines[-2] == "***   and 7995 more (postqueue -p lists them all)"
     assert "@example.org" not in motd
