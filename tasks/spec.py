@@ -176,8 +176,7 @@ def relay_combination(relay_host: str | None, relay_port: int | None, fallbacks:
 
 
 def keyring_service(value: Any) -> str:
-    name = text(value, re.compile(r"\S(?:.{0,198}\S)?"), "a keyring service name without white space at its ends")
-    return name
+    return text(value, re.compile(r"\S(?:.{0,198}\S)?"), "a keyring service name without white space at its ends")
 
 
 def extra_aliases(value: Any) -> dict[str, str]:
@@ -201,10 +200,6 @@ def extra_aliases(value: Any) -> dict[str, str]:
 
 def path(value: Any) -> str:
     return text(value, PATH, "an absolute path of letters, digits and . _ + - @ = : /")
-
-
-def myhostname(value: Any) -> str:
-    return hostname(value)
 
 
 def ipv6(value: Any) -> bool | None:
@@ -292,7 +287,7 @@ SETTINGS = (
             "local names sent elsewhere than `forward_to`, e.g. `{\"bob\": \"bob@example.org\"}`"),
     Setting("ca_file", None, optional(path), "/etc/ssl/certs/ca-certificates.crt",
             "CA bundle the relay's certificate is verified against, by name", "the distribution's bundle"),
-    Setting("myhostname", None, optional(myhostname), "torres.example.net",
+    Setting("myhostname", None, optional(hostname), "torres.example.net",
             "Postfix's name; `<name>.<mail_domain>` if `hostname -f` has no dot", "the host's FQDN"),
     Setting("ipv6", None, ipv6, "auto",
             "IPv6 on/off; auto: on where the host has IPv6 on its loopback", "auto"),
