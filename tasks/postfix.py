@@ -54,7 +54,10 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
     changed = [wanted for wanted in files if differs(wanted, found)]
     names = {wanted.name for wanted in changed}
     stale_maps = [f.name for f in files if f.hashed_map and found.fresh_maps.get(f.name) != SECRET_STAT]
-    maps_to_build = [f.name for f in files if f.hashed_map and (f.name in names or f.name in stale_maps)]
+    # An apply killed between moving a map in and building its database leaves that database with
+    # the previous content, and its date cannot tell: a staged file is dated back (apply_config.sh.j2).
+    rebuild = names | set(stale_maps) if not found.interrupted else {f.name for f in files}
+    maps_to_build = [f.name for f in files if f.hashed_map and f.name in rebuild]
 
     new_main_cf = next((f.content for f in files if f.name == "main.cf"), None)
     old, new = main_cf_values(found.contents.get("main.cf")), main_cf_values(new_main_cf)

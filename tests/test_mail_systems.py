@@ -6,7 +6,7 @@ import subprocess
 
 from postfix_nullclient.facts import HostState
 from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script, replacement
-from postfix_nullclient.model import FAMILIES, ManagedFile
+from postfix_nullclient.model import FAMILIES, SECRET_STAT, ManagedFile
 from postfix_nullclient.nullclient.remove_plan import remove_script
 from postfix_nullclient.postfix import Plan, apply_script, foreign_configuration, plan
 from tests.support.settings import make_meaning
@@ -60,6 +60,20 @@ def test_an_interrupted_apply_is_applied_again_with_a_restart():
     found.interrupted = True
     todo = plan(files, found)
     assert todo.needed and todo.action == "restart"
+
+
+def test_an_interrupted_apply_builds_every_map_again_even_where_the_dates_say_fresh():
+    # Killed between moving the new sasl_passwd in and building its database: the database holds the
+    # previous password, and its date is no older than the staged file, which is dated back.
+    secret = ManagedFile("sasl_passwd", "new", mode="0600", secret=True, hashed_map=True)
+    files = [ManagedFile("main.cf", "x"), secret, ManagedFile("virtual_alias", "v", hashed_map=True)]
+    found = HostState(contents={"main.cf": "x", "virtual_alias": "v"}, running=True, enabled=True)
+    found.secrets_same.add("sasl_passwd")
+    found.modes = {"sasl_passwd": SECRET_STAT}
+    found.fresh_maps = {"sasl_passwd": SECRET_STAT, "virtual_alias": SECRET_STAT}
+    assert not plan(files, found).needed
+    found.interrupted = True
+    assert plan(files, found).maps_to_build == ["sasl_passwd", "virtual_alias"]
 
 
 def test_at_local_takes_the_login_from_this_machines_name():
