@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
+import fcntl
 import hashlib
 import hmac
 import json
@@ -29,7 +30,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -466,19 +467,25 @@ def is_running(state_dir: Path, name: str = "smarthost") -> bool:
     return _running_pid(state_dir, name) is not None
 
 
+@contextlib.contextmanager
+def _accounts_locked(path: Path) -> Iterator[dict[str, str]]:
+    """The accounts, to change and write back; tests that run side by side change them at once."""
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        accounts = _read_accounts(path)
+        yield accounts
+        _write_json_atomically(path, accounts, mode=0o600)
+
+
 def set_account(state_dir: Path, login: str, password: str, name: str = "smarthost") -> None:
     """Add an account or change its password; the server sees it at the next AUTH."""
-    path = _accounts_file(state_dir, name)
-    accounts = _read_accounts(path)
-    accounts[login] = password
-    _write_json_atomically(path, accounts, mode=0o600)
+    with _accounts_locked(_accounts_file(state_dir, name)) as accounts:
+        accounts[login] = password
 
 
 def remove_account(state_dir: Path, login: str, name: str = "smarthost") -> None:
-    path = _accounts_file(state_dir, name)
-    accounts = _read_accounts(path)
-    accounts.pop(login, None)
-    _write_json_atomically(path, accounts, mode=0o600)
+    with _accounts_locked(_accounts_file(state_dir, name)) as accounts:
+        accounts.pop(login, None)
 
 
 def messages(state_dir: Path, name: str = "smarthost") -> list[dict]:

@@ -66,6 +66,11 @@ def run_pyinfra(env: dict[str, str], tmp_path: Path, inventory: Path, *args: str
     return PyinfraRun(process.returncode, process.stdout + process.stderr, commands)
 
 
+def distributed_controller(config: pytest.Config) -> bool:
+    """True in the process that hands the tests to pytest-xdist's workers (`-n`), which run them."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     """With NULLCLIENT_REQUIRE_ALL_TESTS=1 (scripts/test as root, so CI), a skipped test fails the run."""
     if os.environ.get("NULLCLIENT_REQUIRE_ALL_TESTS") != "1":
@@ -82,6 +87,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if distributed_controller(session.config) and os.geteuid() == 0:
+        from lab.config import STATE_DIR
+        from tests.e2e.conftest import down_if_unused
+
+        if STATE_DIR.exists():  # the workers used the lab (tests/e2e/conftest.py: lab)
+            down_if_unused()
     if os.environ.get("NULLCLIENT_REQUIRE_ALL_TESTS") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -27,16 +27,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[None]:
-    """The lab's shared parts; torn down at the end if no one else's hosts are left in it."""
+    """The lab's shared parts; torn down at the end if no one else's hosts are left in it.
+
+    Run by pytest-xdist's workers side by side, a worker leaves that to the controller
+    (tests/conftest.py), which ends after all of them.
+    """
     if os.geteuid() != 0:
         pytest.skip("the lab needs root: run the suite as root (sudo ./scripts/test)")
-    from lab import hosts
-
     try:
         yield
     finally:
-        if not hosts.hosts():
-            hosts.down()
+        if "PYTEST_XDIST_WORKER" not in os.environ:
+            down_if_unused()
+
+
+def down_if_unused() -> None:
+    from lab import hosts
+
+    if not hosts.hosts():
+        hosts.down()
 
 
 @dataclass

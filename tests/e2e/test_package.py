@@ -227,7 +227,7 @@ def test_the_lowest_constraints_of_the_fast_tests_are_the_floors_of_the_ranges(w
     constraints = (PROJECT / "tests" / "constraints-lowest.txt").read_text().splitlines()
     pinned = dict(line.lower().split("==") for line in constraints if line and not line.startswith("#"))
 
-    for name in ("pyinfra", "jinja2", "keyring", "secretstorage", "pytest", "hypothesis", "aiosmtpd"):
+    for name in ("pyinfra", "jinja2", "keyring", "secretstorage", "pytest", "pytest-xdist", "hypothesis", "aiosmtpd"):
         assert Version(pinned[name]) == Version(lowest[name]), (name, pinned.get(name), lowest[name])
 
 

@@ -15,14 +15,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def lab_was_up() -> Iterator[None]:
-    """Tear the lab down at the end if these tests brought it up, whatever happened in between."""
+    """Tear the lab down at the end if these tests brought it up, whatever happened in between;
+    beside other pytest-xdist workers, the controller does that after all of them (tests/conftest.py)."""
     from lab import hosts, network
 
     was_up = network.bridge_exists() or bool(hosts.hosts())
     try:
         yield
     finally:
-        if not was_up:
+        if not was_up and "PYTEST_XDIST_WORKER" not in os.environ:
             hosts.down()
 
 
