@@ -29,7 +29,25 @@ Entry = tuple[str, str]  # (keyring service, user): keyring.get_password(service
 KEYRING_OWN_BACKENDS = frozenset({"KWallet", "SecretService", "Windows", "chainer", "libsecret", "macOS"})
 OTHER_LINUX_BACKEND_MODULES = ("dbus", "gi")
 
+# keyring-pass's backend for pass (passwordstore.org), one of keyring's documented third-party backends.
+PASS_BACKEND = "keyring_pass.PasswordStoreBackend"
+
 _chosen = False
+
+
+def no_backend_message(what: str, service: str, user: str) -> str:
+    """The one line for keyring.errors.NoKeyringError, `what` being e.g. "read the relay password".
+
+    keyring finds no backend where no desktop session runs (over SSH, in CI): no Secret Service or
+    KWallet on a session bus, and no other backend installed and chosen.
+    """
+    return (
+        f"no OS keyring backend is available to {what} (keyring service {service!r}, user {user!r}): run in a "
+        "desktop session with Secret Service (gnome-keyring, KeePassXC) or KWallet, or install and choose a "
+        f"keyring backend, e.g. for pass `pip install keyring-pass` and PYTHON_KEYRING_BACKEND={PASS_BACKEND} "
+        "(or default-keyring in keyringrc.cfg; other backends: keyring's documentation, Third-Party Backends); "
+        "check with `keyring --list-backends` or `python -m keyring diagnose`"
+    )
 
 
 def choose_backend() -> None:

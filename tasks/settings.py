@@ -122,12 +122,7 @@ def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict
         passwords = keyring_lookup.read_passwords(entries.values())
     except keyring.errors.NoKeyringError:
         return {}, {
-            name: [
-                f"{name}: no OS keyring backend is available to read the relay password "
-                f"(service {service!r}, user {user!r}); run the deploy in a desktop session with "
-                "Secret Service (gnome-keyring) or KWallet, or install and choose one, e.g. "
-                "`pip install keyrings.alt` and PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring"
-            ]
+            name: [f"{name}: {keyring_lookup.no_backend_message('read the relay password', service, user)}"]
             for name, (service, user) in entries.items()
         }
     except Exception:  # KeyringError, or whatever a backend raises (D-Bus, OS errors): refuse, never crash

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import PROJECT, store_password
+import pytest
+
+from tests.conftest import PROJECT, run_pyinfra, store_password
 
 SERVICE = "nullclient-lookup-test"
 ENTRIES = {f"host{k}@example.net": f"pass word {k} #:@$%'\"" for k in range(12)}
@@ -133,3 +137,70 @@ def test_a_backend_chosen_by_the_user_is_kept(keyring_env, tmp_path):
     assert chosen(env, "choose_backend")[0] == "keyring.backends.null"
     env = {**keyring_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     assert chosen(env, "choose_backend")[0] == "keyring.backends.null"
+
+
+# What one sees where no backend is viable, e.g. over SSH: the entry, the ways out, and how to check.
+NO_BACKEND_ADVICE = (
+    "no OS keyring backend is available to {what} (keyring service 'postfix-nullclient', user 'torres@example.net'): ",
+    "desktop session with Secret Service (gnome-keyring, KeePassXC) or KWallet",
+    "`pip install keyring-pass` and PYTHON_KEYRING_BACKEND=keyring_pass.PasswordStoreBackend",
+    "keyringrc.cfg",
+    "Third-Party Backends",
+    "check with `keyring --list-backends` or `python -m keyring diagnose`",
+)
+
+
+@pytest.fixture(params=["no-session-bus", "fail-backend-chosen"])
+def no_backend_env(request, tmp_path: Path) -> dict[str, str]:
+    """As over SSH or in CI: no D-Bus session bus, no keyringrc.cfg; or keyring's own fail backend chosen."""
+    session = ("DBUS_SESSION_BUS_ADDRESS", "GNOME_KEYRING_CONTROL", "PYTHON_KEYRING_BACKEND", "XDG_RUNTIME_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in session and not key.startswith("XDG_")}
+    env["HOME"] = str(tmp_path / "home")
+    if request.param == "fail-backend-chosen":
+        env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    return env
+
+
+def one_line_with_the_advice(output: str, prefix: str, what: str) -> str:
+    (line,) = [line for line in output.splitlines() if prefix in line]
+    for part in NO_BACKEND_ADVICE:
+        assert part.format(what=what) in line, (part, line)
+    return line
+
+
+INVENTORY = 'workstations = [("@fake/torres", {"forward_to": "alice@example.org", "fake_delay": 0})]\n'
+
+
+def test_without_a_backend_the_deploy_refuses_the_host_naming_its_entry_and_the_ways_out(no_backend_env, tmp_path):
+    (tmp_path / "inventory.py").write_text(INVENTORY)
+    run = run_pyinfra(no_backend_env, tmp_path, tmp_path / "inventory.py", "-y")
+    assert run.returncode != 0
+    one_line_with_the_advice(run.output, "@fake/torres: no OS keyring backend", "read the relay password")
+    assert run.commands == {}
+
+
+def test_without_a_backend_nullclient_secret_show_names_the_entry_and_the_ways_out(no_backend_env, tmp_path):
+    (tmp_path / "inventory.py").write_text(INVENTORY)
+    shown = subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", "secret", "show", "-i", str(tmp_path / "inventory.py")],
+        cwd=PROJECT, env=no_backend_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 2, shown.stderr
+    line = one_line_with_the_advice(shown.stderr, "no OS keyring backend", "read the password")
+    assert line.startswith("nullclient secret: @fake/torres: no OS keyring backend"), line
+    assert "Traceback" not in shown.stderr
+
+
+def test_the_checks_the_no_backend_message_names_show_that_there_is_none(no_backend_env):
+    """`keyring --list-backends` and `python -m keyring diagnose`, as the message says, in the same environment."""
+    bin_directory = Path(sys.executable).parent
+    listed = subprocess.run(
+        [bin_directory / "keyring", "--list-backends"], env=no_backend_env, capture_output=True, text=True
+    )
+    diagnosed = subprocess.run(
+        [sys.executable, "-m", "keyring", "diagnose"], env=no_backend_env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and diagnosed.returncode == 0, listed.stderr + diagnosed.stderr
+    assert "keyring.backends.fail.Keyring" in listed.stdout
+    assert "SecretService" not in listed.stdout
+    assert f"config path: {no_backend_env['HOME']}/.config/python_keyring/keyringrc.cfg" in diagnosed.stdout

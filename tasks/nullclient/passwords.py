@@ -16,6 +16,7 @@ from typing import Any
 import keyring
 import keyring.errors
 
+from postfix_nullclient.keyring_lookup import no_backend_message
 from postfix_nullclient.nullclient.targets import UsageError
 from postfix_nullclient.settings import check_host, refusal
 from postfix_nullclient.settings import password_problem as settings_password_problem
@@ -76,10 +77,8 @@ def _keyring_call(what: str, account: Account, call: Any, *arguments: str) -> An
     try:
         return call(account.service, account.user, *arguments)
     except keyring.errors.NoKeyringError as error:
-        raise UsageError(
-            f"no OS keyring backend is available to {what} the password ({account.describe()}): run in a "
-            "desktop session with Secret Service (gnome-keyring) or KWallet"
-        ) from error
+        message = no_backend_message(f"{what} the password", account.service, account.user)
+        raise UsageError(f"{account.host}: {message}") from error
     except keyring.errors.KeyringError as error:
         reason = f"{type(error).__name__}: {error}"
         raise UsageError(f"the keyring could not {what} {account.describe()}: {reason}") from error
