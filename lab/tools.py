@@ -13,6 +13,9 @@ PACKAGES = {
     "apt-cacher-ng": "/usr/sbin/apt-cacher-ng",
     "gnome-keyring": "/usr/bin/gnome-keyring-daemon",
     "dbus": "/usr/bin/dbus-run-session",
+    # pass (passwordstore.org) and the GnuPG it encrypts with: the keyring of tests/e2e/test_keyring_backends.py.
+    "gnupg": "/usr/bin/gpg",
+    "pass": "/usr/bin/pass",
     "openssl": "/usr/bin/openssl",
     "openssh-client": "/usr/bin/ssh",
     "iproute2": "/usr/sbin/ip",

@@ -3,8 +3,8 @@
 keyring.get_password opens a new D-Bus connection for every entry with Secret Service: 20-27 ms
 each, 1.5 s of a 50-host deploy in the benchmark, while no host could start. With Secret Service
 all entries are read over the one connection of keyring's own collection, with secretstorage's
-public API; every other backend (KWallet, macOS Keychain, Windows, keyrings.alt) is asked entry by
-entry with keyring's.
+public API; every other backend (KWallet, macOS Keychain, Windows, keyrings.alt, pass through
+keyring-pass) is asked entry by entry with keyring's.
 """
 
 from __future__ import annotations
