@@ -18,6 +18,7 @@ from importlib.util import find_spec
 from typing import Any
 
 import keyring
+import keyring.backend
 import keyring.errors
 import keyring.util.platform_
 
@@ -48,6 +49,31 @@ def no_backend_message(what: str, service: str, user: str) -> str:
         "(or default-keyring in keyringrc.cfg; other backends: keyring's documentation, Third-Party Backends); "
         "check with `keyring --list-backends` or `python -m keyring diagnose`"
     )
+
+
+class ChosenBackendUnusable(keyring.errors.KeyringError):
+    """The backend chosen with PYTHON_KEYRING_BACKEND or keyringrc.cfg could not be loaded or is not viable."""
+
+
+def unusable_backend_message(what: str, service: str, user: str, error: Exception) -> str:
+    """The one line for ChosenBackendUnusable: e.g. keyring-pass chosen but not installed, or pass missing."""
+    return (
+        f"the keyring backend chosen with PYTHON_KEYRING_BACKEND or keyringrc.cfg cannot {what} (keyring service "
+        f"{service!r}, user {user!r}): {error}; install it where the deploy runs (for {PASS_BACKEND}: "
+        "`pip install keyring-pass`, pass and a store made with `pass init GPG-ID`) or choose another; "
+        "check with `keyring --list-backends` or `python -m keyring diagnose`"
+    )
+
+
+def backend() -> keyring.backend.KeyringBackend:
+    """keyring's backend, after choose_backend. Raises ChosenBackendUnusable where keyring cannot load
+    the backend the user chose (keyring's own discovery skips any that fails)."""
+    choose_backend()
+    try:
+        return keyring.get_keyring()
+    except Exception as error:  # ImportError, the backend's own viability error (RuntimeError, OSError, ...)
+        reason = str(error).rstrip(".")  # the message goes on after it
+        raise ChosenBackendUnusable(f"{type(error).__name__}: {reason}") from error
 
 
 def choose_backend() -> None:
@@ -89,15 +115,15 @@ def choose_backend() -> None:
 def read_passwords(entries: Iterable[Entry]) -> dict[Entry, str | None]:
     """The password of each (service, user) entry, None where there is none.
 
-    Raises keyring.errors.NoKeyringError without a backend, another KeyringError when the keyring
-    cannot be read (locked, the prompt dismissed, the daemon gone).
+    Raises keyring.errors.NoKeyringError without a backend, ChosenBackendUnusable when the chosen one
+    cannot be loaded, another KeyringError when the keyring cannot be read (locked, the prompt
+    dismissed, the daemon gone).
     """
     wanted = list(dict.fromkeys(entries))
-    choose_backend()
-    backend = keyring.get_keyring()
-    if wanted and _is_secret_service(backend):
-        return _from_secret_service(backend, wanted)
-    return {entry: backend.get_password(*entry) for entry in wanted}
+    found = backend()
+    if wanted and _is_secret_service(found):
+        return _from_secret_service(found, wanted)
+    return {entry: found.get_password(*entry) for entry in wanted}
 
 
 def read_each(entries: Iterable[Entry]) -> tuple[dict[Entry, str | None], dict[Entry, Exception]]:

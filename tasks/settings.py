@@ -125,6 +125,11 @@ def with_passwords(good: dict[str, Settings]) -> tuple[dict[str, Settings], dict
             name: [f"{name}: {keyring_lookup.no_backend_message('read the relay password', service, user)}"]
             for name, (service, user) in entries.items()
         }
+    except keyring_lookup.ChosenBackendUnusable as error:
+        return {}, {
+            name: [f"{name}: {keyring_lookup.unusable_backend_message('read the relay password', *entry, error)}"]
+            for name, entry in entries.items()
+        }
     except Exception:  # KeyringError, or whatever a backend raises (D-Bus, OS errors): refuse, never crash
         # The backend may fail for some entries only: each is asked alone, so that only its hosts are refused.
         passwords, failures = keyring_lookup.read_each(entries.values())

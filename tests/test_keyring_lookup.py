@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from postfix_nullclient.keyring_lookup import PASS_BACKEND
 from tests.conftest import PROJECT, run_pyinfra, store_password
 
 SERVICE = "nullclient-lookup-test"
@@ -148,22 +149,41 @@ NO_BACKEND_ADVICE = (
     "Third-Party Backends",
     "check with `keyring --list-backends` or `python -m keyring diagnose`",
 )
+# ... and where the chosen backend cannot be loaded: keyring-pass chosen, but not installed or pass not set up.
+UNUSABLE_BACKEND_ADVICE = (
+    "the keyring backend chosen with PYTHON_KEYRING_BACKEND or keyringrc.cfg cannot {what} (keyring service "
+    "'postfix-nullclient', user 'torres@example.net'): ",
+    "`pip install keyring-pass`, pass and a store made with `pass init GPG-ID`) or choose another",
+    "check with `keyring --list-backends` or `python -m keyring diagnose`",
+)
+SESSION_VARIABLES = ("DBUS_SESSION_BUS_ADDRESS", "GNOME_KEYRING_CONTROL", "PYTHON_KEYRING_BACKEND", "XDG_RUNTIME_DIR")
+
+
+def over_ssh(tmp_path: Path) -> dict[str, str]:
+    """As over SSH or in CI: no D-Bus session bus, no backend chosen, a home without keyringrc.cfg."""
+    env = {key: value for key, value in os.environ.items() if key not in SESSION_VARIABLES}
+    return {**{key: value for key, value in env.items() if not key.startswith("XDG_")}, "HOME": str(tmp_path / "home")}
 
 
 @pytest.fixture(params=["no-session-bus", "fail-backend-chosen"])
 def no_backend_env(request, tmp_path: Path) -> dict[str, str]:
-    """As over SSH or in CI: no D-Bus session bus, no keyringrc.cfg; or keyring's own fail backend chosen."""
-    session = ("DBUS_SESSION_BUS_ADDRESS", "GNOME_KEYRING_CONTROL", "PYTHON_KEYRING_BACKEND", "XDG_RUNTIME_DIR")
-    env = {key: value for key, value in os.environ.items() if key not in session and not key.startswith("XDG_")}
-    env["HOME"] = str(tmp_path / "home")
+    """No backend at all; or keyring's own fail backend chosen."""
+    env = over_ssh(tmp_path)
     if request.param == "fail-backend-chosen":
         env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     return env
 
 
-def one_line_with_the_advice(output: str, prefix: str, what: str) -> str:
+@pytest.fixture
+def pass_chosen_env(tmp_path: Path) -> dict[str, str]:
+    """keyring-pass's backend chosen where it is not installed (or, if it is, with an empty store)."""
+    empty_store = tmp_path / "password-store"
+    return {**over_ssh(tmp_path), "PYTHON_KEYRING_BACKEND": PASS_BACKEND, "PASSWORD_STORE_DIR": str(empty_store)}
+
+
+def one_line_with_the_advice(output: str, prefix: str, advice: tuple[str, ...], what: str) -> str:
     (line,) = [line for line in output.splitlines() if prefix in line]
-    for part in NO_BACKEND_ADVICE:
+    for part in advice:
         assert part.format(what=what) in line, (part, line)
     return line
 
@@ -171,22 +191,31 @@ def one_line_with_the_advice(output: str, prefix: str, what: str) -> str:
 INVENTORY = 'workstations = [("@fake/torres", {"forward_to": "alice@example.org", "fake_delay": 0})]\n'
 
 
-def test_without_a_backend_the_deploy_refuses_the_host_naming_its_entry_and_the_ways_out(no_backend_env, tmp_path):
+def deploy_fake_host(env: dict[str, str], tmp_path: Path):
     (tmp_path / "inventory.py").write_text(INVENTORY)
-    run = run_pyinfra(no_backend_env, tmp_path, tmp_path / "inventory.py", "-y")
+    return run_pyinfra(env, tmp_path, tmp_path / "inventory.py", "-y")
+
+
+def secret_show(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    (tmp_path / "inventory.py").write_text(INVENTORY)
+    return subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", "secret", "show", "-i", str(tmp_path / "inventory.py")],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_without_a_backend_the_deploy_refuses_the_host_naming_its_entry_and_the_ways_out(no_backend_env, tmp_path):
+    run = deploy_fake_host(no_backend_env, tmp_path)
     assert run.returncode != 0
-    one_line_with_the_advice(run.output, "@fake/torres: no OS keyring backend", "read the relay password")
+    prefix = "@fake/torres: no OS keyring backend"
+    one_line_with_the_advice(run.output, prefix, NO_BACKEND_ADVICE, "read the relay password")
     assert run.commands == {}
 
 
 def test_without_a_backend_nullclient_secret_show_names_the_entry_and_the_ways_out(no_backend_env, tmp_path):
-    (tmp_path / "inventory.py").write_text(INVENTORY)
-    shown = subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", "secret", "show", "-i", str(tmp_path / "inventory.py")],
-        cwd=PROJECT, env=no_backend_env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    shown = secret_show(no_backend_env, tmp_path)
     assert shown.returncode == 2, shown.stderr
-    line = one_line_with_the_advice(shown.stderr, "no OS keyring backend", "read the password")
+    line = one_line_with_the_advice(shown.stderr, "no OS keyring backend", NO_BACKEND_ADVICE, "read the password")
     assert line.startswith("nullclient secret: @fake/torres: no OS keyring backend"), line
     assert "Traceback" not in shown.stderr
 
@@ -204,3 +233,20 @@ def test_the_checks_the_no_backend_message_names_show_that_there_is_none(no_back
     assert "keyring.backends.fail.Keyring" in listed.stdout
     assert "SecretService" not in listed.stdout
     assert f"config path: {no_backend_env['HOME']}/.config/python_keyring/keyringrc.cfg" in diagnosed.stdout
+
+
+def test_a_chosen_backend_that_cannot_load_refuses_the_deploy_naming_the_entry_and_the_fix(pass_chosen_env, tmp_path):
+    run = deploy_fake_host(pass_chosen_env, tmp_path)
+    assert run.returncode != 0
+    prefix = "@fake/torres: the keyring backend chosen"
+    one_line_with_the_advice(run.output, prefix, UNUSABLE_BACKEND_ADVICE, "read the relay password")
+    assert "unlock it" not in run.output
+    assert run.commands == {}
+
+
+def test_a_chosen_backend_that_cannot_load_is_one_line_from_nullclient_secret_show(pass_chosen_env, tmp_path):
+    shown = secret_show(pass_chosen_env, tmp_path)
+    assert shown.returncode == 2, shown.stderr
+    line = one_line_with_the_advice(shown.stderr, "backend chosen", UNUSABLE_BACKEND_ADVICE, "read the password")
+    assert line.startswith("nullclient secret: @fake/torres: the keyring backend chosen"), line
+    assert "Traceback" not in shown.stderr

@@ -16,7 +16,7 @@ from typing import Any
 import keyring
 import keyring.errors
 
-from postfix_nullclient.keyring_lookup import no_backend_message
+from postfix_nullclient import keyring_lookup
 from postfix_nullclient.nullclient.targets import UsageError
 from postfix_nullclient.settings import check_host, refusal
 from postfix_nullclient.settings import password_problem as settings_password_problem
@@ -73,11 +73,15 @@ def password_problem(password: str) -> str | None:
     return f"the password {problem}" if problem else None
 
 
-def _keyring_call(what: str, account: Account, call: Any, *arguments: str) -> Any:
+def _keyring_call(what: str, account: Account, method: str, *arguments: str) -> Any:
+    """keyring's get_password, set_password or delete_password, on the backend the deploy reads."""
     try:
-        return call(account.service, account.user, *arguments)
+        return getattr(keyring_lookup.backend(), method)(account.service, account.user, *arguments)
     except keyring.errors.NoKeyringError as error:
-        message = no_backend_message(f"{what} the password", account.service, account.user)
+        message = keyring_lookup.no_backend_message(f"{what} the password", account.service, account.user)
+        raise UsageError(f"{account.host}: {message}") from error
+    except keyring_lookup.ChosenBackendUnusable as error:
+        message = keyring_lookup.unusable_backend_message(f"{what} the password", account.service, account.user, error)
         raise UsageError(f"{account.host}: {message}") from error
     except keyring.errors.KeyringError as error:
         reason = f"{type(error).__name__}: {error}"
@@ -85,19 +89,19 @@ def _keyring_call(what: str, account: Account, call: Any, *arguments: str) -> An
 
 
 def read(account: Account) -> str | None:
-    return _keyring_call("read", account, keyring.get_password)
+    return _keyring_call("read", account, "get_password")
 
 
 def store(account: Account, password: str) -> None:
     problem = password_problem(password)
     if problem:
         raise UsageError(f"refusing to store it for {account.describe()}: {problem}")
-    _keyring_call("store", account, keyring.set_password, password)
+    _keyring_call("store", account, "set_password", password)
 
 
 def delete(account: Account) -> bool:
     """Delete the entry; False if there was none."""
     if read(account) is None:
         return False
-    _keyring_call("delete", account, keyring.delete_password)
+    _keyring_call("delete", account, "delete_password")
     return True

@@ -182,3 +182,16 @@ def test_pass_chosen_in_keyringrc_cfg_wins_over_a_secret_service_that_holds_anot
     assert password not in run.output and workstation.password not in run.output
     assert relay_password_on_the_host(workstation) == password != workstation.password
     assert_mail_arrives_authenticated(workstation)
+
+
+def test_pass_chosen_without_a_store_is_refused_in_one_line_that_says_pass_init(pass_backend, tmp_path):
+    env = pass_env({"PASSWORD_STORE_DIR": str(tmp_path / "no-store")}, pass_backend, tmp_path / "home")
+    env["PYTHON_KEYRING_BACKEND"] = PASS_BACKEND
+    nullclient = [sys.executable, "-m", "postfix_nullclient.nullclient"]
+    shown = subprocess.run([*nullclient, "secret", "show", "kp0.example.net"], cwd=PROJECT, env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert shown.returncode == 2
+    (line,) = [line for line in shown.stderr.splitlines() if line.startswith("nullclient secret: kp0.example.net:")]
+    assert "the keyring backend chosen with PYTHON_KEYRING_BACKEND or keyringrc.cfg cannot read the password" in line
+    assert "CalledProcessError: Command '['pass', 'ls']' returned non-zero exit status 1;" in line
+    assert "a store made with `pass init GPG-ID`" in line
