@@ -3,8 +3,8 @@
 The workstation rw7 is deployed, then for each case its password is rotated and its myhostname
 changed (main.cf, virtual_alias and the password map all change), and a deploy is interrupted while
 the apply command is at one step on the host: a hook (a wrapper earlier in root's PATH) marks that
-the step is reached and holds it for a few seconds, and then pyinfra is killed (SIGKILL), stopped
-with Ctrl-C (SIGINT), or its connection cut (the host's sshd session killed). The step runs on.
+the step is reached and holds it there, and then pyinfra is killed (SIGKILL), stopped with Ctrl-C
+(SIGINT), or its connection cut (the host's sshd session killed). Then the step runs on.
 
 What must hold: no staging directory is left, and postfix runs with the complete new configuration
 (the files are those of an uninterrupted deploy, which then changes nothing; a mail leaves with the
@@ -30,13 +30,18 @@ from tests.e2e.conftest import NO_CHANGE_OPERATIONS, SERVICE, Workstation, deplo
 
 FILES = "main.cf virtual_alias sender_canonical sasl_passwd sasl_passwd.db"
 FIRED = "/run/rw-hook.fired"
+RELEASED = "/run/rw-hook.released"
 PENDING = APPLYING_MARK
 # The first call of the wrapped program in an apply: `touch` stages a file (nothing moved yet),
 # `postmap` builds the map's database after the files moved in (in the stage's build directory: the
 # second wall's postmap calls, before anything moves, do not count), `systemctl` reloads postfix.
 HOOK = """#!/bin/sh
-# rw test hook: say that the apply reached this step, and hold it there a moment (first call only)
-case "$*" in {when}) if [ ! -e {fired} ]; then echo "$PPID" > {fired}; sleep 4; fi ;; esac
+# rw test hook: say that the apply reached this step, and hold it there until released (first call only;
+# at most 30 s). A fixed pause was too short for the test's own steps on a busy machine.
+case "$*" in {when}) if [ ! -e {fired} ]; then
+  echo "$PPID" > {fired}
+  i=0; while [ ! -e {released} ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+fi ;; esac
 exec {real} "$@"
 """
 WHEN = {"touch": "*", "postmap": "*/build/*", "systemctl": "*"}
@@ -61,12 +66,14 @@ def rotate(env: dict[str, str], workstation: Workstation) -> str:
 
 def hook(workstation: Workstation, program: str) -> None:
     directory = "/usr/local/bin" if REAL[program].startswith("/usr/bin") else "/usr/local/sbin"
-    script = HOOK.format(fired=FIRED, real=REAL[program], when=WHEN[program])
-    workstation.run(f"rm -f {FIRED} && cat > {directory}/{program} && chmod 755 {directory}/{program}", input=script)
+    script = HOOK.format(fired=FIRED, released=RELEASED, real=REAL[program], when=WHEN[program])
+    path = f"{directory}/{program}"
+    workstation.run(f"rm -f {FIRED} {RELEASED} && cat > {path} && chmod 755 {path}", input=script)
 
 
 def unhook(workstation: Workstation) -> None:
-    workstation.run(f"rm -f /usr/local/bin/touch /usr/local/sbin/postmap /usr/local/bin/systemctl {FIRED}")
+    hooks = "/usr/local/bin/touch /usr/local/sbin/postmap /usr/local/bin/systemctl"
+    workstation.run(f"touch {RELEASED}; rm -f {hooks} {FIRED}")
 
 
 def start_deploy(env: dict[str, str], workstation: Workstation, *args: str) -> subprocess.Popen:
@@ -123,6 +130,7 @@ def stop_pyinfra(process: subprocess.Popen, workstation: Workstation, how: str) 
     elif how == "connection cut":
         pid = workstation.run(f"cat {FIRED}").stdout.strip()
         workstation.run(f"kill -9 {sshd_session_of(workstation, pid)}")
+    workstation.run(f"touch {RELEASED}")  # the step runs on
     process.wait(timeout=60)
 
 
@@ -173,7 +181,7 @@ def test_an_apply_killed_on_the_host_is_cleaned_up_and_converges(rw7, keyring_en
         process = start_deploy(keyring_env, rw7, "--data", f"myhostname={name}")
         try:
             wait_for(rw7, f"test -s {FIRED}", 60)
-            rw7.run(f"kill -9 $(cat {FIRED})")  # the apply command, as a crash or an OOM kill would end it
+            rw7.run(f"kill -9 $(cat {FIRED}) && touch {RELEASED}")  # the apply, as a crash or an OOM kill ends it
             process.wait(timeout=60)
         finally:
             if process.poll() is None:

@@ -111,14 +111,16 @@ def test_a_local_user_s_own_sender_is_sent_as_the_login_and_never_refused(fleet,
         outside = arrived(send(workstation, f"TO=someone@elsewhere.example.org; {own_sender}"))
         bare = 'printf "Subject: %s\\n\\nbare\\n" "$SUBJECT" | runuser -u alice -- /usr/sbin/sendmail -i -f alice root'
         bare_name = arrived(send(workstation, bare))
-        for message in (to_root, outside, bare_name):
+        quoted = "printf 'Subject: %s\\n\\nquoted\\n' \"$SUBJECT\" | /usr/sbin/sendmail -i -f '\"a b\"@home.example.org' root"
+        quoted_local_part = arrived(send(workstation, quoted))
+        for message in (to_root, outside, bare_name, quoted_local_part):
             sent_by_the_login(message, RELAY_SUBMISSION_PORT)
             assert OWN_ADDRESS not in message["from"] and f"Sender: {OWN_ADDRESS}" not in message["data"]
         assert to_root["from"] == f"Alice Example <{SHARED_LOGIN}>"
         assert to_root["rcpt_tos"] == [FORWARD_TO] and bare_name["rcpt_tos"] == [FORWARD_TO]
         assert outside["rcpt_tos"] == ["someone@elsewhere.example.org"]
         log = workstation.run(f"journalctl --no-pager -o cat -t postfix/smtp --since {since}").stdout
-        assert log.count("status=sent") == 3 and "status=deferred" not in log and "status=bounced" not in log, log
+        assert log.count("status=sent") == 4 and "status=deferred" not in log and "status=bounced" not in log, log
         assert workstation.run("postqueue -j").stdout == ""
 
 
