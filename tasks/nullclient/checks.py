@@ -142,6 +142,21 @@ FLUSH_COMMAND = "{flush}"  # postqueue -f on the host
 RUN_THE_DEPLOY = f"run the deploy: {DEPLOY_COMMAND}"
 
 
+# The names of verify's checks, as its lines and its --json show them (one check per relay, fallbacks too).
+SETTINGS = "settings"
+CONFIGURATION = "configuration"
+PASSWORD_MAP = "password map"
+RELAY = "relay"
+LOGIN = "login"
+QUEUE = "queue"
+TEST_MAIL = "test mail"
+
+
+def fallback_name(check: str, endpoint: str) -> str:
+    """A check of a fallback relay: "fallback relay [backup.example.net]:587"."""
+    return f"fallback {check} {endpoint}"
+
+
 @dataclass
 class Check:
     name: str
@@ -197,25 +212,25 @@ def check_configuration(files: list[ManagedFile], found: HostState, todo: Plan, 
             problems.append("main.cf differs from what the deploy writes (comments or layout)")
     problems += service_problems(files, found)
     if problems:
-        return Check("configuration", False, "; ".join(problems), RUN_THE_DEPLOY)
-    return Check("configuration", True, f"postconf -n and the {len(files)} managed files match the deploy")
+        return Check(CONFIGURATION, False, "; ".join(problems), RUN_THE_DEPLOY)
+    return Check(CONFIGURATION, True, f"postconf -n and the {len(files)} managed files match the deploy")
 
 
 def check_password_map(settings: Settings, health: Health) -> Check:
     if health.map_login is None:
-        return Check("password map", False, "no relayhost is set, so no key to look up", RUN_THE_DEPLOY)
+        return Check(PASSWORD_MAP, False, "no relayhost is set, so no key to look up", RUN_THE_DEPLOY)
     if not health.map_login:
         return Check(
-            "password map", False, f"postmap -q {health.relayhost!r} finds nothing in sasl_passwd", RUN_THE_DEPLOY
+            PASSWORD_MAP, False, f"postmap -q {health.relayhost!r} finds nothing in sasl_passwd", RUN_THE_DEPLOY
         )
     if health.map_login != settings.smtp_user:
         return Check(
-            "password map",
+            PASSWORD_MAP,
             False,
             f"key {health.relayhost} holds login {health.map_login!r}, the deploy wants {settings.smtp_user!r}",
             RUN_THE_DEPLOY,
         )
-    return Check("password map", True, f"key {health.relayhost} -> login {health.map_login}")
+    return Check(PASSWORD_MAP, True, f"key {health.relayhost} -> login {health.map_login}")
 
 
 def client_mechanisms(modules: list[str]) -> list[str]:
@@ -285,21 +300,19 @@ CERTIFICATE_FIX = (
 
 def check_relay(settings: Settings, health: Health) -> Check:
     if not health.relayhost:
-        return Check("relay", False, "no relayhost is set", RUN_THE_DEPLOY)
+        return Check(RELAY, False, "no relayhost is set", RUN_THE_DEPLOY)
     if not health.finger:
         return Check(
-            "relay", False, "posttls-finger is missing or printed nothing (is postfix installed?)", RUN_THE_DEPLOY
+            RELAY, False, "posttls-finger is missing or printed nothing (is postfix installed?)", RUN_THE_DEPLOY
         )
     connected, verified, server_mechs, line = relay_findings(health.finger)
     if not connected:
-        return Check("relay", False, f"{health.relayhost} is not reachable: {line}", RELAY_SETTINGS_FIX)
+        return Check(RELAY, False, f"{health.relayhost} is not reachable: {line}", RELAY_SETTINGS_FIX)
     if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
-        return Check(
-            "relay", False, f"{health.relayhost}: connected, but it never answered: {line}", RELAY_SETTINGS_FIX
-        )
+        return Check(RELAY, False, f"{health.relayhost}: connected, but it never answered: {line}", RELAY_SETTINGS_FIX)
     if not verified:
         return Check(
-            "relay",
+            RELAY,
             False,
             f"{health.relayhost}: no TLS with a verified certificate: {line}",
             CERTIFICATE_FIX,
@@ -308,7 +321,7 @@ def check_relay(settings: Settings, health: Health) -> Check:
     usable = [mech for mech in server_mechs if mech in ours]
     if not usable:
         return Check(
-            "relay",
+            RELAY,
             False,
             f"{health.relayhost}: TLS verified, but it offers AUTH {' '.join(server_mechs) or 'nothing'} and the "
             f"installed SASL modules do {' '.join(ours) or 'nothing'}",
@@ -316,7 +329,7 @@ def check_relay(settings: Settings, health: Health) -> Check:
         )
     tls = line.split(": ", 1)[-1] if ": " in line else line
     return Check(
-        "relay",
+        RELAY,
         True,
         f"{health.relayhost}: certificate verified ({tls}); AUTH {' '.join(server_mechs)}, usable here: "
         f"{' '.join(usable)}",
@@ -330,12 +343,12 @@ def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
     for endpoint in settings.fallback_relayhosts:
         if endpoint not in health.fallbacks:
             checks.append(
-                Check(f"fallback relay {endpoint}", False, "is not in Postfix's smtp_fallback_relay", RUN_THE_DEPLOY)
+                Check(fallback_name(RELAY, endpoint), False, "is not in Postfix's smtp_fallback_relay", RUN_THE_DEPLOY)
             )
             continue
         found = replace(health.fallbacks[endpoint], sasl_modules=health.sasl_modules)
         for check in (check_password_map(settings, found), check_relay(settings, found)):
-            checks.append(replace(check, name=f"fallback {check.name} {endpoint}"))
+            checks.append(replace(check, name=fallback_name(check.name, endpoint)))
     return checks
 
 
@@ -348,28 +361,28 @@ def check_login(settings: Settings, health: Health) -> Check:
     Its reply code is the relay's word, after openssl verified the relay's certificate; the first
     reply that is not part of EHLO's (250) is the answer to AUTH."""
     if health.map_login is None or not health.map_login:
-        return Check("login", False, "not tried: the password map has no entry for the relay", RUN_THE_DEPLOY)
+        return Check(LOGIN, False, "not tried: the password map has no entry for the relay", RUN_THE_DEPLOY)
     if health.login_tool_missing:
-        return Check("login", False, f"not tried: {health.login_tool_missing} is not installed on the host",
+        return Check(LOGIN, False, f"not tried: {health.login_tool_missing} is not installed on the host",
                      "install openssl on the host and run verify again")  # fmt: skip
     replies = [line for line in health.login if SMTP_REPLY.match(line)]
     answer = next((line for line in replies if not line.startswith(("250", "220"))), "")
     if answer.startswith("235"):
-        return Check("login", True, f"the relay accepts the login {health.map_login}: {answer}")
+        return Check(LOGIN, True, f"the relay accepts the login {health.map_login}: {answer}")
     if answer.startswith("5"):
         return Check(
-            "login",
+            LOGIN,
             False,
             f"the relay refuses the login {health.map_login} with the password in the host's map: {answer}",
             f"give the host and the relay one password: {ROTATE_COMMAND}",
         )
     if answer:
-        return Check("login", False, f"the relay did not accept the login {health.map_login}: {answer}",
+        return Check(LOGIN, False, f"the relay did not accept the login {health.map_login}: {answer}",
                      f"try again later; if it persists: {ROTATE_COMMAND}")  # fmt: skip
     said = [line for line in health.login if not line.startswith(("depth=", "verify return:"))]
     problem = next((line for line in said if re.search(r"error|refused|unknown|timed out", line, re.I)), "")
     return Check(
-        "login",
+        LOGIN,
         False,
         f"not tried: no TLS session with a verified certificate, so the password was not sent: "
         f"{problem or (said[-1] if said else 'openssl printed nothing (no answer within 15 s)')}",
@@ -394,9 +407,9 @@ def unreadable_queue_fix(error: str) -> str:
 def check_queue(health: Health) -> Check:
     if health.queue_error:
         error = " ".join(health.queue_error)
-        return Check("queue", False, f"the queue cannot be read: {error}", unreadable_queue_fix(error))
+        return Check(QUEUE, False, f"the queue cannot be read: {error}", unreadable_queue_fix(error))
     if not health.queue:
-        return Check("queue", True, "empty")
+        return Check(QUEUE, True, "empty")
     lines = []
     for entry in health.queue[:5]:
         for recipient in entry.get("recipients", [])[:3]:
@@ -408,7 +421,7 @@ def check_queue(health: Health) -> Check:
     more = f"; and {len(health.queue) - 5} more" if len(health.queue) > 5 else ""
     reasons = [r.get("delay_reason") or "" for entry in health.queue for r in entry.get("recipients", [])]
     return Check(
-        "queue", False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more, queue_fix(reasons)
+        QUEUE, False, f"{len(health.queue)} message(s) queued: " + " | ".join(lines) + more, queue_fix(reasons)
     )
 
 
@@ -428,15 +441,15 @@ def check_test_mail(mail: MailProbe) -> Check:
     The lines come from Postfix's own processes only (test_mail.sh.j2), matched by the queue id of
     this very mail; whether it left the queue is postqueue's word, not the log's."""
     if not mail.sent:
-        return Check("test mail", False, "sendmail failed on the host", RUN_THE_DEPLOY)
+        return Check(TEST_MAIL, False, "sendmail failed on the host", RUN_THE_DEPLOY)
     if not mail.queue_id:
-        return Check("test mail", False, "sent, but its queue id never appeared in the mail log", RUN_THE_DEPLOY)
+        return Check(TEST_MAIL, False, "sent, but its queue id never appeared in the mail log", RUN_THE_DEPLOY)
     ours = [(delivery_status(mail.queue_id, line), line) for line in mail.log]
     ours = [(status, line) for status, line in ours if status]
     last = ours[-1][1] if ours else ""
     if not mail.left_queue:
         return Check(
-            "test mail",
+            TEST_MAIL,
             False,
             f"{mail.queue_id} is still queued: {last or 'no delivery attempt yet'}",
             queue_fix([last]),
@@ -446,12 +459,12 @@ def check_test_mail(mail: MailProbe) -> Check:
     if failed or not sent:
         reason = failed or last or "no status"
         return Check(
-            "test mail",
+            TEST_MAIL,
             False,
             f"{mail.queue_id} left the queue but was not sent: {reason}",
             "the bounce went to root (forward_to): fix what the relay said, then verify --test-mail again",
         )
-    return Check("test mail", True, f"{mail.queue_id} left the queue: {sent.split(': ', 1)[-1]}")
+    return Check(TEST_MAIL, True, f"{mail.queue_id} left the queue: {sent.split(': ', 1)[-1]}")
 
 
 def report_json(host_name: str, checks: list[Check]) -> str:

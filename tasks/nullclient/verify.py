@@ -15,6 +15,7 @@ from pyinfra.operations import python
 
 from postfix_nullclient.distro import look_at
 from postfix_nullclient.nullclient.checks import (
+    SETTINGS,
     Check,
     NullClientHealth,
     check_configuration,
@@ -37,7 +38,7 @@ from postfix_nullclient.settings import Refusal, settings_for
 def host_checks() -> list[Check]:
     settings = settings_for(state, host)
     if isinstance(settings, Refusal):  # what the deploy would refuse cannot be compared with the host
-        return [Check("settings", False, str(settings))]
+        return [Check(SETTINGS, False, str(settings))]
     found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     health = host.get_fact(NullClientHealth)
@@ -62,7 +63,7 @@ def verify() -> None:
     """Check each host against the deploy's wanted state; with a test mail, after it has left."""
     checks = host_checks()
     test_mail_timeout = int(host.data.get("nullclient_test_mail") or 0)
-    if test_mail_timeout and checks[0].name != "settings":
+    if test_mail_timeout and checks[0].name != SETTINGS:
         # The test mail is an operation: it runs when pyinfra executes, and the report follows it.
         sent = send_test_mail(
             name="Send a test mail to root and wait until it leaves the queue", timeout=test_mail_timeout
