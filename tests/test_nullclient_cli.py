@@ -4,13 +4,20 @@ The secret commands touch no host, so an inventory of @fake hosts and the real S
 keyring (keyring_env) are their whole world.
 """
 
+import fcntl
+import os
+import pty
+import select
 import subprocess
 import sys
+import termios
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from postfix_nullclient.nullclient.cli import main
+from postfix_nullclient.nullclient.exit_codes import MEANINGS, ExitCode
 from tests.conftest import PROJECT, store_password
 
 SERVICE = "postfix-nullclient"
@@ -185,3 +192,179 @@ def test_a_name_that_does_not_resolve_is_reported_before_any_host_key(tmp_path, 
         assert "host key" not in said.err + said.out and "trusting" not in said.out
     assert exit_status(["status", "kirk.example.net", "--address", "kirk.invalid", *known_hosts]) == 2
     assert "kirk.invalid (--address) does not resolve" in capsys.readouterr().err
+
+
+def one_line_of_stderr(run: subprocess.CompletedProcess) -> str:
+    """What a refused command said: one line on stderr, no traceback."""
+    assert len(run.stderr.splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr
+    return run.stderr
+
+
+def on_a_terminal(env: dict[str, str], *args: str, keys: list[tuple[str, bytes]]) -> tuple[int, str]:
+    """nullclient on a terminal of its own (its controlling terminal, as from a shell), each key typed
+    once its prompt shows: its exit status and what the terminal showed."""
+    terminal, its_side = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
+        cwd=PROJECT,
+        env=env,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+        start_new_session=True,  # then the terminal becomes the session's: getpass opens it as /dev/tty
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(its_side)
+    shown = b""
+
+    def read() -> bool:
+        nonlocal shown
+        if not select.select([terminal], [], [], 60)[0]:
+            raise TimeoutError(shown.decode())
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command ended and closed the terminal
+            chunk = b""
+        shown += chunk
+        return bool(chunk)
+
+    for prompt, key in keys:
+        while prompt.encode() not in shown:
+            assert read(), shown.decode()
+        os.write(terminal, key)
+    while read():
+        pass
+    os.close(terminal)
+    return process.wait(timeout=60), shown.decode()
+
+
+def test_version_is_the_installed_distributions(env):
+    run = nullclient(env, "--version")
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"nullclient {metadata.version('postfix-nullclient')}\n"
+
+
+def test_help_ends_with_the_table_of_exit_statuses(env):
+    run = nullclient(env, "--help")
+
+    assert run.returncode == 0
+    table = run.stdout[run.stdout.index("\nexit status:\n") :]
+    for code in ExitCode:
+        assert f"\n  {code.value:<5}{MEANINGS[code].split()[0]}" in table, table
+    assert "130  interrupted (Ctrl-C)" in table
+
+
+def test_a_password_piped_without_stdin_is_refused_naming_stdin(env, inventory):
+    run = nullclient(env, "secret", "set", "-i", str(inventory), "@fake/sulu", input="pw-piped\n")
+
+    assert run.returncode == 2
+    assert "stdin is not a terminal, so there is no prompt for the password; nothing was stored" in (
+        one_line_of_stderr(run)
+    )
+    assert "add --stdin" in run.stderr
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu").stdout.startswith("@fake/sulu: NO")
+
+
+def test_ctrl_c_at_the_password_prompt_ends_with_one_line_and_status_130(env, inventory):
+    status, shown = on_a_terminal(
+        env, "secret", "set", "-i", str(inventory), "@fake/sulu", keys=[("(not shown): ", b"\x03")]
+    )
+
+    assert status == 130, shown
+    assert shown.endswith("nullclient secret: interrupted; run it again to finish\r\n"), shown
+    assert "Traceback" not in shown
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu").stdout.startswith("@fake/sulu: NO")
+
+
+def test_end_of_input_at_the_password_prompt_stores_nothing_and_says_so(env, inventory):
+    status, shown = on_a_terminal(
+        env, "secret", "set", "-i", str(inventory), "@fake/sulu", keys=[("(not shown): ", b"\x04")]
+    )
+
+    assert status == 2, shown
+    assert "nullclient secret: no password was typed (end of input); nothing was stored" in shown
+    assert "Traceback" not in shown
+
+
+def test_a_password_typed_twice_on_the_terminal_is_stored(env, inventory):
+    status, shown = on_a_terminal(
+        env,
+        "secret", "set", "-i", str(inventory), "@fake/sulu",
+        keys=[("(not shown): ", b"typed-on-a-tty\n"), ("The same again: ", b"typed-on-a-tty\n")],
+    )  # fmt: skip
+
+    assert status == 0, shown
+    assert "typed-on-a-tty" not in shown
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu", "--reveal").stdout == (
+        "typed-on-a-tty\n"
+    )
+
+
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_a_password_on_stdin_that_is_not_utf8_is_refused(env, inventory, locale):
+    command = ["secret", "set", "-i", str(inventory), "@fake/sulu", "--stdin"]
+    run = subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *command],
+        cwd=PROJECT, env={**env, "LC_ALL": locale}, input=b"caf\xe9\n", capture_output=True, timeout=60,
+    )  # fmt: skip
+    refused = subprocess.CompletedProcess(run.args, run.returncode, run.stdout.decode(), run.stderr.decode())
+
+    assert run.returncode == 2, refused.stderr
+    assert "the password on stdin is not UTF-8 text; nothing was stored" in (one_line_of_stderr(refused))
+
+
+def test_rotate_without_a_terminal_to_confirm_on_is_refused_before_anything(env, inventory):
+    store_password(env, SERVICE, "sulu@example.net", "the-old-one")
+
+    run = nullclient(env, "rotate", "-i", str(inventory), "@fake/sulu")
+
+    assert run.returncode == 2
+    assert "rotate asks you to confirm once the mail server has the new password, and stdin is not a terminal; " in (
+        one_line_of_stderr(run)
+    )
+    assert "nothing was changed" in run.stderr and "--stdin" in run.stderr
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu", "--reveal").stdout == "the-old-one\n"
+
+
+def test_a_missing_inventory_is_refused_naming_the_option(env, tmp_path):
+    run = nullclient(env, "status", "-i", str(tmp_path / "inventroy.py"))
+
+    assert run.returncode == 2
+    assert f"inventory file '{tmp_path / 'inventroy.py'}' does not exist; give the path of your pyinfra inventory" in (
+        one_line_of_stderr(run)
+    )
+
+
+def test_an_inventory_with_a_syntax_error_is_refused_with_its_line(env, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('workstations = [\n    ("@fake/sulu", {"forward_to": "alice@example.org"),\n]\n')
+
+    run = nullclient(env, "verify", "-i", str(inventory))
+
+    assert run.returncode == 2
+    assert (
+        f"nullclient verify: the inventory {inventory} is not valid Python: line 2: closing parenthesis ')' does not "
+        "match opening parenthesis '{'; correct it there"
+    ) in one_line_of_stderr(run)
+
+
+def test_an_inventory_that_fails_when_run_is_refused_with_its_error(env, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('workstations = [("@fake/sulu", {"forward_to": FORWARD_TO})]\n')
+
+    run = nullclient(env, "secret", "show", "-i", str(inventory))
+
+    assert run.returncode == 2
+    assert f"cannot read the inventory '{inventory}': NameError: name 'FORWARD_TO' is not defined; correct" in (
+        one_line_of_stderr(run)
+    )
+
+
+def test_a_test_mail_wait_must_be_a_number_of_seconds(env):
+    for wait in ("0", "-5", "1m"):
+        run = nullclient(env, "verify", "a.example.net", "--test-mail", wait)
+
+        assert run.returncode == 2
+        assert f"argument --test-mail: {wait!r} is not a number of seconds, 1 or more" in run.stderr
+        assert "Traceback" not in run.stderr

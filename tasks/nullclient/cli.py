@@ -5,15 +5,32 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from postfix_nullclient.nullclient import commands
+from postfix_nullclient.nullclient.exit_codes import ExitCode, exit_status_text
 from postfix_nullclient.nullclient.remove_plan import DISCARD_FLAG, KEEP_FLAG, MODES
 from postfix_nullclient.nullclient.targets import Target, UsageError, parse_data
 from postfix_nullclient.spec import HOSTNAME
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 TEST_MAIL_TIMEOUT = 60
+DISTRIBUTION = "postfix-nullclient"  # pyproject.toml's project name: its version is the installed one's
+
+
+def version_text() -> str:
+    try:
+        return f"nullclient {metadata.version(DISTRIBUTION)}"
+    except metadata.PackageNotFoundError:
+        return f"nullclient (version unknown: the {DISTRIBUTION} distribution is not installed; pip install it)"
+
+
+def seconds(text: str) -> int:
+    """--test-mail's SECONDS: a whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 1 or more (e.g. --test-mail 60)")
+    return int(text)
 
 
 def _target_options(parser: argparse.ArgumentParser, hosts: str = "*", ssh_options: bool = True) -> None:
@@ -48,7 +65,7 @@ def _test_mail_option(parser: argparse.ArgumentParser, default: int) -> None:
     parser.add_argument(
         "--test-mail",
         nargs="?",
-        type=int,
+        type=seconds,
         const=TEST_MAIL_TIMEOUT,
         default=default,
         metavar="SECONDS",
@@ -58,8 +75,12 @@ def _test_mail_option(parser: argparse.ArgumentParser, default: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nullclient", description="The operator's commands around the null-client deploy."
+        prog="nullclient",
+        description="The operator's commands around the null-client deploy.",
+        epilog=exit_status_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the table as it is laid out
     )
+    parser.add_argument("--version", action="version", version=version_text(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bootstrap = sub.add_parser("bootstrap", help="password, account, deploy and test mail for one new host")
@@ -85,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check configuration, password map, relay, queue; exit 1 if not all well")
     _target_options(verify)
     _test_mail_option(verify, 0)
+    verify.add_argument(
+        "--json", action="store_true", help="a JSON list, one object per host with its checks, for monitoring"
+    )
 
     status = sub.add_parser(
         "status", help="queue, oldest stuck mail, watchdog, configuration: one line per host; exit 1 if mail is stuck"
@@ -191,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "bootstrap":
         return commands.bootstrap(target, args.yes, args.test_mail)
     if args.command == "verify":
-        return commands.verify(target, args.test_mail or 0)
+        return commands.verify(target, args.test_mail or 0, args.json)
     if args.command == "status":
         return commands.status(target, args.json)
     if args.command == "rotate":
@@ -209,15 +233,16 @@ def _local_target(args: argparse.Namespace) -> Target:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit status, one of exit_codes.ExitCode; argparse exits with 2 by itself."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)
     except UsageError as error:
         print(f"nullclient {args.command}: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except KeyboardInterrupt:
-        print(f"nullclient {args.command}: stopped", file=sys.stderr)
-        return 130
+        print(f"nullclient {args.command}: interrupted; run it again to finish", file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

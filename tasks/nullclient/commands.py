@@ -1,5 +1,6 @@
-"""The operator's commands. Each returns the exit status: 0 all is well, 1 something failed, and
-raises UsageError (exit status 2) for input it refuses, before any host is touched."""
+"""The operator's commands. Each returns its exit status (exit_codes.ExitCode: OK, or NOT_WELL when
+a host is not well or the command failed on one), and raises UsageError (exit status USAGE) for input
+it refuses, before any host is touched."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import posixpath
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +23,7 @@ from postfix_nullclient.nullclient.checks import (
     queue_fix,
     unreadable_queue_fix,
 )
+from postfix_nullclient.nullclient.exit_codes import ExitCode
 from postfix_nullclient.nullclient.queue_status import status_line
 from postfix_nullclient.nullclient.remove_plan import DISCARD, DISCARD_FLAG, KEEP, KEEP_FLAG, REFUSE, refusal
 from postfix_nullclient.nullclient.targets import (
@@ -109,9 +112,22 @@ def ensure_host_key(address: str, port: int, known_hosts: Path, trust_on_first_u
 # --- secret ----------------------------------------------------------------------------------------------
 
 
+def _read_stdin(read: Any) -> str:
+    """stdin's text, which the keyring stores as UTF-8: other bytes are refused, not garbled."""
+    try:
+        text: str = read()
+        text.encode()  # in a C or POSIX locale Python reads stdin with surrogateescape: such bytes end up here
+    except UnicodeError as error:
+        raise UsageError(
+            "the password on stdin is not UTF-8 text; nothing was stored. Give it as UTF-8, or let nullclient "
+            "generate one (nullclient bootstrap, nullclient rotate without --stdin)"
+        ) from error
+    return text
+
+
 def read_password_from(stdin: TextIO) -> str:
     """The first line of stdin: later lines may answer a question (rotate --stdin's)."""
-    text = stdin.readline()
+    text = _read_stdin(stdin.readline)
     # One trailing line break is the end of the line, not part of the password.
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
@@ -119,7 +135,7 @@ def read_password_from(stdin: TextIO) -> str:
 def read_only_line(stdin: TextIO) -> str:
     """All of stdin, which must be one line: a password with a line break cannot be stored, and the
     second line of `pass show` (a note, a user name) is not the password's end."""
-    text = stdin.read()
+    text = _read_stdin(stdin.read)
     line = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
     if "\n" in line or "\r" in line:
         lines = len(line.replace("\r\n", "\n").splitlines())
@@ -131,8 +147,19 @@ def read_only_line(stdin: TextIO) -> str:
 
 
 def prompt_password(account: passwords.Account) -> str:
-    first = getpass.getpass(f"Password for {account.user} (not shown): ")
-    if getpass.getpass("The same again: ") != first:
+    # Without a terminal getpass would read stdin, warn that it echoes, and end in EOFError: a password
+    # piped in without --stdin is meant for --stdin.
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "stdin is not a terminal, so there is no prompt for the password; nothing was stored. "
+            "To give it on stdin, add --stdin"
+        )
+    try:
+        first = getpass.getpass(f"Password for {account.user} (not shown): ")
+        again = getpass.getpass("The same again: ")
+    except EOFError as error:  # Ctrl-D at the prompt
+        raise UsageError("no password was typed (end of input); nothing was stored") from error
+    if again != first:
         raise UsageError("the two passwords differ; nothing was stored")
     return first
 
@@ -144,7 +171,7 @@ def secret_set(target: Target, from_stdin: bool) -> int:
     replaced = passwords.read(entry) is not None
     passwords.store(entry, password)
     say(f"{name}: password {'replaced' if replaced else 'stored'} ({entry.describe()})")
-    return 0
+    return ExitCode.OK
 
 
 def secret_show(target: Target, reveal: bool) -> int:
@@ -154,16 +181,16 @@ def secret_show(target: Target, reveal: bool) -> int:
         password = passwords.read(account(target, name))
         if password is None:
             say(f"{name}: no password in the keyring ({account(target, name).describe()})", sys.stderr)
-            return 1
+            return ExitCode.NOT_WELL
         say(password)
-        return 0
-    status = 0
+        return ExitCode.OK
+    every_one_stored = True
     for name, host in data.items():
         entry = passwords.account_of(name, host)
         present = passwords.read(entry) is not None
-        status |= 0 if present else 1
+        every_one_stored &= present
         say(f"{name}: {'a password is stored' if present else 'NO password'} ({entry.describe()})")
-    return status
+    return ExitCode.OK if every_one_stored else ExitCode.NOT_WELL
 
 
 def secret_delete(target: Target) -> int:
@@ -173,7 +200,7 @@ def secret_delete(target: Target) -> int:
         say(f"{name}: password deleted ({entry.describe()})")
     else:
         say(f"{name}: there was no password ({entry.describe()})")
-    return 0
+    return ExitCode.OK
 
 
 def secret_missing(target: Target) -> int:
@@ -188,7 +215,7 @@ def secret_missing(target: Target) -> int:
                 f"{target.inventory} {name}")  # fmt: skip
     if not missing:
         say(f"every host of {target.inventory} has a password in the keyring")
-    return 1 if missing else 0
+    return ExitCode.NOT_WELL if missing else ExitCode.OK
 
 
 # --- verify ----------------------------------------------------------------------------------------------
@@ -208,9 +235,37 @@ def fix_text(target: Target, name: str, fix: str) -> str:
     )
 
 
-def verify(target: Target, test_mail_timeout: int = 0) -> int:
-    """Check every target host; print one line per check, a failure with its fix; 0 only if every check
-    of every host passed."""
+def verify_report(target: Target, name: str, checks: list[Check] | None, pyinfra_said: str) -> dict:
+    """One host's verdict, as `verify --json` prints it and its text shows it: each check with its fix
+    (for a failure), the host "ok" only if every check is; a host that was not checked has an "error"."""
+    if checks is None:
+        error = f"could not be checked; pyinfra said:\n{pyinfra_said}"
+        return {"host": name, "reachable": False, "ok": False, "error": error, "checks": []}
+    return {
+        "host": name,
+        "reachable": True,
+        "ok": all(check.ok for check in checks),
+        "checks": [
+            {**asdict(check), "fix": fix_text(target, name, check.fix) if check.fix and not check.ok else ""}
+            for check in checks
+        ],
+    }
+
+
+def verify_lines(report: dict) -> list[str]:
+    """The text of one host's verify report: its name, then one line per check."""
+    if not report["reachable"]:
+        return [report["host"], f"  FAIL  {report['error']}"]
+    return [report["host"]] + [
+        f"  {'ok  ' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}"
+        + (f"; fix: {check['fix']}" if check["fix"] else "")
+        for check in report["checks"]
+    ]
+
+
+def verify(target: Target, test_mail_timeout: int = 0, as_json: bool = False) -> int:
+    """Check every target host; print one line per check, a failure with its fix (or one JSON object
+    per host); OK only if every check of every host passed."""
     names = list(host_data(target))
     with tempfile.TemporaryDirectory(prefix="nullclient-verify-") as directory:
         extra = {"nullclient_report": directory, "nullclient_test_mail": str(test_mail_timeout)}
@@ -219,21 +274,17 @@ def verify(target: Target, test_mail_timeout: int = 0) -> int:
         for path in Path(directory).glob("*.json"):
             report = json.loads(path.read_text())
             reports[report["host"]] = [Check(**check) for check in report["checks"]]
-    failed = 0
-    for name in names:
-        say(name)
-        checks = reports.get(name)
-        if checks is None:
-            failed += 1
-            say("  FAIL  could not be checked; pyinfra said:")
-            say(_tail(run.stdout + run.stderr))
-            continue
-        for check in checks:
-            fix = f"; fix: {fix_text(target, name, check.fix)}" if check.fix and not check.ok else ""
-            say(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}{fix}")
-        failed += not all(check.ok for check in checks)
-    say(f"{len(names) - failed} of {len(names)} host(s) OK" if failed else f"all {len(names)} host(s) OK")
-    return 1 if failed else 0
+    said = _tail(run.stdout + run.stderr)
+    results = [verify_report(target, name, reports.get(name), said) for name in names]
+    failed = sum(not report["ok"] for report in results)
+    if as_json:
+        say(json.dumps(results, indent=2))
+    else:
+        for report in results:
+            for line in verify_lines(report):
+                say(line)
+        say(f"{len(names) - failed} of {len(names)} host(s) OK" if failed else f"all {len(names)} host(s) OK")
+    return ExitCode.NOT_WELL if failed else ExitCode.OK
 
 
 # --- status ----------------------------------------------------------------------------------------------
@@ -278,8 +329,9 @@ def status(target: Target, as_json: bool = False) -> int:
         for report in results:
             fix = report.get("fix")
             say(status_line(report) + (f"; fix: {fix}" if fix and report["stuck"] else ""))
-    return 1 if any(not report["reachable"] or report["stuck"] or not report["configuration"]["current"]
-                    for report in results) else 0  # fmt: skip
+    not_well = any(not report["reachable"] or report["stuck"] or not report["configuration"]["current"]
+                   for report in results)  # fmt: skip
+    return ExitCode.NOT_WELL if not_well else ExitCode.OK
 
 
 # --- deploy-based commands -----------------------------------------------------------------------------
@@ -310,7 +362,7 @@ def bootstrap(target: Target, yes: bool, test_mail_timeout: int) -> int:
         raise UsageError("not confirmed that the account exists; nothing was deployed (--yes skips this question)")
     if not deploy(target):
         say(f"the deploy of {name} failed (see above); the password stays in the keyring for the next try")
-        return 1
+        return ExitCode.NOT_WELL
     say(f"== verifying {name} and sending a test mail")
     return verify(target, test_mail_timeout)
 
@@ -359,6 +411,13 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     operation after the switch (the watchdog, unattended-upgrades' mail) may fail once the map is new.
     """
     name = one_host(target, "rotate")
+    if not (from_stdin or yes or sys.stdin.isatty()):
+        # Its question comes after the host switched: refused now, not left unanswered then.
+        raise UsageError(
+            "rotate asks you to confirm once the mail server has the new password, and stdin is not a terminal; "
+            "nothing was changed. Run it on a terminal, or give the new password with --stdin (its second line "
+            "answers the question)"
+        )
     entry = account(target, name, deploys=True)
     old = passwords.read(entry)
     if old is None:
@@ -382,14 +441,14 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
         say(f"{outcome}, and {name}'s password map still holds the old password: the keyring holds the old "
             f"password again, as {name} does; change nothing on the mail server. "
             f"Fix what failed, then run nullclient rotate {hosts_option} again")  # fmt: skip
-        return 1
+        return ExitCode.NOT_WELL
     if in_use != "new":
         say(f"{outcome}, and {name} could not say which password it uses: {unknown}. The keyring holds the new "
             f"password; {name}'s map holds the old one, the new one or neither; the mail server has the old one. "
             "Change nothing on the mail server yet: deploy again until it succeeds (that puts the keyring's "
             f"password on {name}), then set the new one on the mail server; nullclient secret show {secret_option} "
             "--reveal shows it")  # fmt: skip
-        return 1
+        return ExitCode.NOT_WELL
     if deployed:
         say(f"2. {name} uses the new password (deployed, postfix reloaded; its password map holds it, asked of "
             f"{name}); mail waits in its queue until step 3")  # fmt: skip
@@ -403,18 +462,26 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
         say(f"3. set the password of {entry.user} on your mail server to (shown this once):")
         say(f"     {new}")
     del old, new
-    if not yes and not confirm("Press Enter once the mail server has the new password (Ctrl-C stops) "):
-        say(f"not confirmed: {name} already uses the new password; once the server has it, run: "
-            f"nullclient verify {hosts_option} --test-mail")  # fmt: skip
-        return 1
+    waiting = (
+        f"{name} already uses the new password; once the server has it, run: "
+        f"nullclient verify {hosts_option} --test-mail"
+    )
+    try:
+        confirmed = yes or confirm("Press Enter once the mail server has the new password (Ctrl-C stops) ")
+    except KeyboardInterrupt:
+        say(f"nullclient rotate: interrupted: {waiting}", sys.stderr)
+        return ExitCode.INTERRUPTED
+    if not confirmed:
+        say(f"not confirmed: {waiting}")
+        return ExitCode.NOT_WELL
     say("4. flushing the queue")
     if run_pyinfra(target, FLUSH).returncode != 0:
-        return 1
+        return ExitCode.NOT_WELL
     say(f"== verifying {name}")
     verified = verify(target, test_mail_timeout)
     if not deployed:
         say(f"the password is rotated, but the deploy of {name} failed (see above): fix that and deploy again")
-        return 1
+        return ExitCode.NOT_WELL
     return verified
 
 
@@ -456,14 +523,14 @@ def remove(
             say(f"{name}: could not be looked at; pyinfra said:", sys.stderr)
         say(_tail(looked.stdout + looked.stderr), sys.stderr)
         say("nothing was changed on any host; name only the hosts that can be reached, or try again", sys.stderr)
-        return 1
+        return ExitCode.NOT_WELL
     refused = {name: refusal(lines) for name, lines in plans.items() if refusal(lines)}
     if dry:
         say(f"== dry run, nothing was changed: what removing the null client (postfix: {mode}) would do")
         _print_reports(data, plans)
         for entry in entries:
             say(f"{entry.host}: the password would be deleted from the keyring ({entry.describe()})")
-        return 0
+        return ExitCode.OK
     if refused:
         raise UsageError(
             "refusing, nothing was changed on any host:\n"
@@ -475,11 +542,11 @@ def remove(
     say("== what the removal did")
     _print_reports(data, done)
     if run.returncode != 0:
-        return 1
+        return ExitCode.NOT_WELL
     for entry in entries:
         if passwords.delete(entry):
             say(f"{entry.host}: password deleted from the keyring ({entry.describe()})")
-    return 0
+    return ExitCode.OK
 
 
 def _removal_reports(

@@ -100,8 +100,8 @@ def parse_data(items: list[str]) -> dict[str, str]:
 def host_data(target: Target) -> dict[str, dict[str, Any]]:
     """Every target host's data (inventory, group data, --data), as pyinfra reads it, without connecting
     to any host: `pyinfra INVENTORY debug-inventory --json`."""
-    if target.inventory and not Path(target.inventory).is_file():
-        raise UsageError(f"inventory file {target.inventory!r} does not exist")
+    if target.inventory:
+        check_inventory_file(target.inventory)
     listed = subprocess.run(
         [sys.executable, "-m", "pyinfra", *target.pyinfra_arguments(), "debug-inventory", "--json"],
         env={**os.environ, "PYINFRA_PROGRESS": "off"},
@@ -111,9 +111,11 @@ def host_data(target: Target) -> dict[str, dict[str, Any]]:
         check=False,
     )
     if listed.returncode != 0:
-        said = [line.strip() for line in listed.stderr.splitlines() if line.strip()]
+        # The reason is the last line of pyinfra's error or of the inventory's traceback, before pyinfra's own advice.
+        said = [line.strip() for line in listed.stderr.splitlines() if line.strip() and not line.startswith("-->")]
         raise UsageError(
-            f"cannot read the inventory {target.inventory_argument!r}: {(said or ['no reason given'])[-1]}"
+            f"cannot read the inventory {target.inventory_argument!r}: {(said or ['no reason given'])[-1]}; "
+            "correct what it names, then run again"
         )
     data = {host["name"]: host["data"] for host in json.loads(listed.stdout)}
     wanted = list(target.hosts) or list(data)
@@ -124,6 +126,27 @@ def host_data(target: Target) -> dict[str, dict[str, Any]]:
             " (for a host in no inventory, leave out -i)"
         )
     return {name: data[name] for name in wanted}
+
+
+def check_inventory_file(inventory: str) -> None:
+    """The inventory exists and is Python, read as pyinfra will read it: its mistake said here with the
+    line, where pyinfra would answer with a traceback in a log file."""
+    path = Path(inventory)
+    if not path.is_file():
+        raise UsageError(
+            f"inventory file {inventory!r} does not exist; give the path of your pyinfra inventory with -i "
+            "(e.g. -i inventory.py), or leave out -i for a host in no inventory"
+        )
+    try:
+        compile(path.read_bytes(), inventory, "exec")
+    except SyntaxError as error:
+        raise UsageError(
+            f"the inventory {inventory} is not valid Python: "
+            + (f"line {error.lineno}: " if error.lineno else "")
+            + f"{error.msg}; correct it there"
+        ) from error
+    except (OSError, ValueError) as error:  # unreadable; a NUL byte
+        raise UsageError(f"cannot read the inventory {inventory}: {error}") from error
 
 
 def run_pyinfra(
