@@ -310,6 +310,13 @@ def test_the_operator_commands_of_the_wheel_work_in_the_user_directory(venv, use
     assert "all 1 host(s) OK" in verified.stdout
 
 
+def test_the_wheels_nullclient_says_the_wheels_version(venv, wheel, tmp_path):
+    shown = run_in(tmp_path, dict(os.environ), str(venv / "bin" / "nullclient"), "--version")
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"nullclient {wheel_metadata(wheel)['Version']}\n"
+
+
 def test_the_wheel_deploys_with_every_dependency_at_the_lowest_version_its_range_allows(
     lowest_venv, user_directory, keyring_env, tmp_path
 ):
