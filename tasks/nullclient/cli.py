@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     status = sub.add_parser(
-        "status", help="queue, oldest stuck mail, watchdog, configuration: one line per host; exit 1 if mail is stuck"
+        "status",
+        help="queue, oldest stuck mail, watchdog, configuration: one line per host; exit 1 if mail is stuck, the "
+        "configuration is not current or a host did not answer",
     )
     _target_options(status)
     status.add_argument("--json", action="store_true", help="a JSON list, one object per host, for monitoring")
