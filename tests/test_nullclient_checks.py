@@ -6,6 +6,7 @@ import pytest
 
 from postfix_nullclient.nullclient.checks import (
     ROTATE_COMMAND,
+    Check,
     Health,
     MailProbe,
     NullClientHealth,
@@ -16,7 +17,7 @@ from postfix_nullclient.nullclient.checks import (
     check_test_mail,
     client_mechanisms,
 )
-from postfix_nullclient.nullclient.commands import fix_text, say
+from postfix_nullclient.nullclient.commands import fix_text, say, verify_lines, verify_report
 from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, account_of, generate_password, password_problem
 from postfix_nullclient.nullclient.targets import Target
 from postfix_nullclient.settings import check_host
@@ -304,3 +305,32 @@ def test_a_queue_held_by_a_local_process_names_that_fix_not_the_deploy():
     held = unreadable_queue_fix("postqueue -j did not answer within 20 s: a local process may hold every showq")
     assert "showq" in held and "deploy" not in held
     assert "run the deploy" in unreadable_queue_fix("postqueue: fatal: Queue report unavailable - mail system is down")
+
+
+def test_verifys_text_is_its_json_report_with_the_fix_as_the_host_runs_it():
+    target = Target("inventory.py", ("torres.example.net",))
+    checks = [Check("queue", True, "empty"), Check("login", False, "535 refused", f"one password: {ROTATE_COMMAND}")]
+
+    report = verify_report(target, "torres.example.net", checks, "      pyinfra's words")
+    unchecked = verify_report(target, "kirk.example.net", None, "      Connection refused")
+
+    assert report == {
+        "host": "torres.example.net",
+        "reachable": True,
+        "ok": False,
+        "checks": [
+            {"name": "queue", "ok": True, "detail": "empty", "fix": ""},
+            {"name": "login", "ok": False, "detail": "535 refused",
+             "fix": "one password: nullclient rotate -i inventory.py torres.example.net"},
+        ],
+    }  # fmt: skip
+    assert verify_lines(report) == [
+        "torres.example.net",
+        "  ok    queue: empty",
+        "  FAIL  login: 535 refused; fix: one password: nullclient rotate -i inventory.py torres.example.net",
+    ]
+    assert (unchecked["reachable"], unchecked["ok"], unchecked["checks"]) == (False, False, [])
+    assert verify_lines(unchecked) == [
+        "kirk.example.net",
+        "  FAIL  could not be checked; pyinfra said:\n      Connection refused",
+    ]
