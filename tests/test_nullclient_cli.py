@@ -362,9 +362,11 @@ def test_an_inventory_that_fails_when_run_is_refused_with_its_error(env, tmp_pat
 
 
 def test_a_test_mail_wait_must_be_a_number_of_seconds(env):
-    for wait in ("0", "-5", "1m"):
+    for wait in ("-5", "1m", "²"):
         run = nullclient(env, "verify", "a.example.net", "--test-mail", wait)
 
         assert run.returncode == 2
-        assert f"argument --test-mail: {wait!r} is not a number of seconds, 1 or more" in run.stderr
+        assert f"argument --test-mail: {wait!r} is not a number of seconds (e.g. --test-mail 60; 0: no test mail)" in (
+            run.stderr
+        )
         assert "Traceback" not in run.stderr

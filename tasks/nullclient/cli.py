@@ -27,9 +27,9 @@ def version_text() -> str:
 
 
 def seconds(text: str) -> int:
-    """--test-mail's SECONDS: a whole number, 1 or more."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 1 or more (e.g. --test-mail 60)")
+    """--test-mail's SECONDS: a whole number, 0 for no test mail."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. --test-mail 60; 0: no test mail)")
     return int(text)
 
 
@@ -69,7 +69,8 @@ def _test_mail_option(parser: argparse.ArgumentParser, default: int) -> None:
         const=TEST_MAIL_TIMEOUT,
         default=default,
         metavar="SECONDS",
-        help=f"send a test mail to root and wait until it leaves the queue (default wait {TEST_MAIL_TIMEOUT} s)",
+        help=f"send a test mail to root and wait until it leaves the queue (default wait {TEST_MAIL_TIMEOUT} s; 0: no "
+        "test mail)",
     )
 
 
