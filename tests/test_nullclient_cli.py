@@ -314,19 +314,6 @@ def test_a_password_on_stdin_that_is_not_utf8_is_refused(env, inventory, locale)
     assert "the password on stdin is not UTF-8 text; nothing was stored" in (one_line_of_stderr(refused))
 
 
-def test_rotate_without_a_terminal_to_confirm_on_is_refused_before_anything(env, inventory):
-    store_password(env, SERVICE, "sulu@example.net", "the-old-one")
-
-    run = nullclient(env, "rotate", "-i", str(inventory), "@fake/sulu")
-
-    assert run.returncode == 2
-    assert "rotate asks you to confirm once the mail server has the new password, and stdin is not a terminal; " in (
-        one_line_of_stderr(run)
-    )
-    assert "nothing was changed" in run.stderr and "--stdin" in run.stderr
-    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu", "--reveal").stdout == "the-old-one\n"
-
-
 def test_a_missing_inventory_is_refused_naming_the_option(env, tmp_path):
     run = nullclient(env, "status", "-i", str(tmp_path / "inventroy.py"))
 

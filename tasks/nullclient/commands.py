@@ -411,13 +411,6 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
     operation after the switch (the watchdog, unattended-upgrades' mail) may fail once the map is new.
     """
     name = one_host(target, "rotate")
-    if not (from_stdin or yes or sys.stdin.isatty()):
-        # Its question comes after the host switched: refused now, not left unanswered then.
-        raise UsageError(
-            "rotate asks you to confirm once the mail server has the new password, and stdin is not a terminal; "
-            "nothing was changed. Run it on a terminal, or give the new password with --stdin (its second line "
-            "answers the question)"
-        )
     entry = account(target, name, deploys=True)
     old = passwords.read(entry)
     if old is None:
