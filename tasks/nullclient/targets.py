@@ -97,6 +97,10 @@ def parse_data(items: list[str]) -> dict[str, str]:
     return data
 
 
+# What pyinfra prints after an unexpected error: where its traceback went, and where to report a bug.
+PYINFRA_ADVICE = ("--> The full traceback has been written to", "--> If this is unexpected please consider")
+
+
 def host_data(target: Target) -> dict[str, dict[str, Any]]:
     """Every target host's data (inventory, group data, --data), as pyinfra reads it, without connecting
     to any host: `pyinfra INVENTORY debug-inventory --json`."""
@@ -111,8 +115,10 @@ def host_data(target: Target) -> dict[str, dict[str, Any]]:
         check=False,
     )
     if listed.returncode != 0:
-        # The reason is the last line of pyinfra's error or of the inventory's traceback, before pyinfra's own advice.
-        said = [line.strip() for line in listed.stderr.splitlines() if line.strip() and not line.startswith("-->")]
+        # The reason is the last line of pyinfra's error or of the inventory's traceback, not pyinfra's advice after it.
+        said = [
+            line.strip() for line in listed.stderr.splitlines() if line.strip() and not line.startswith(PYINFRA_ADVICE)
+        ]
         raise UsageError(
             f"cannot read the inventory {target.inventory_argument!r}: {(said or ['no reason given'])[-1]}; "
             "correct what it names, then run again"
