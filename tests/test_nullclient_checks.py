@@ -5,6 +5,8 @@ import json
 import pytest
 
 from postfix_nullclient.nullclient.checks import (
+    CERTIFICATE_FIX,
+    RELAY_SETTINGS_FIX,
     ROTATE_COMMAND,
     Check,
     Health,
@@ -260,6 +262,21 @@ def test_a_login_is_not_tried_without_a_verified_certificate():
     check = check_login(host_settings("torres", "pw"), login_health(UNVERIFIED_LOGIN))
     assert not check.ok
     assert "the password was not sent: verify error:num=62:hostname mismatch" in check.detail
+    assert check.fix == CERTIFICATE_FIX
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "login 40C7E1F6FF7E0000:error:8000006F:system library:BIO_connect:Connection refused:bio_sock2.c:114:",
+        "login connect:errno=110",
+        "",  # nothing within the time limit: a relay that never answers
+    ],
+)
+def test_a_login_not_tried_because_the_relay_is_unreachable_names_the_relays_settings_not_a_certificate(output):
+    check = check_login(host_settings("torres", "pw"), login_health(output))
+    assert not check.ok and "not tried" in check.detail
+    assert check.fix == RELAY_SETTINGS_FIX
 
 
 def test_a_queue_that_cannot_be_read_fails_and_says_what_remains():

@@ -381,12 +381,14 @@ def check_login(settings: Settings, health: Health) -> Check:
                      f"try again later; if it persists: {ROTATE_COMMAND}")  # fmt: skip
     said = [line for line in health.login if not line.startswith(("depth=", "verify return:"))]
     problem = next((line for line in said if re.search(r"error|refused|unknown|timed out", line, re.I)), "")
+    # No session because of the certificate, or because the relay could not be reached or said nothing.
+    certificate = re.search(r"verify|certificate", problem, re.I)
     return Check(
         LOGIN,
         False,
         f"not tried: no TLS session with a verified certificate, so the password was not sent: "
         f"{problem or (said[-1] if said else 'openssl printed nothing (no answer within 15 s)')}",
-        CERTIFICATE_FIX,
+        CERTIFICATE_FIX if certificate else RELAY_SETTINGS_FIX,
     )
 
 

@@ -111,7 +111,8 @@ def test_a_local_user_s_own_sender_is_sent_as_the_login_and_never_refused(fleet,
         outside = arrived(send(workstation, f"TO=someone@elsewhere.example.org; {own_sender}"))
         bare = 'printf "Subject: %s\\n\\nbare\\n" "$SUBJECT" | runuser -u alice -- /usr/sbin/sendmail -i -f alice root'
         bare_name = arrived(send(workstation, bare))
-        quoted = "printf 'Subject: %s\\n\\nquoted\\n' \"$SUBJECT\" | /usr/sbin/sendmail -i -f '\"a b\"@home.example.org' root"
+        quoted_sender = "'\"a b\"@home.example.org'"
+        quoted = f"printf 'Subject: %s\\n\\nquoted\\n' \"$SUBJECT\" | /usr/sbin/sendmail -i -f {quoted_sender} root"
         quoted_local_part = arrived(send(workstation, quoted))
         for message in (to_root, outside, bare_name, quoted_local_part):
             sent_by_the_login(message, RELAY_SUBMISSION_PORT)
