@@ -30,6 +30,16 @@ from postfix_nullclient.summary import record_of, refuse
 
 __all__ = ["DEFAULTS", "deploy_null_client"]
 
+# The operations' names: short and the same on every host, so that pyinfra's tables stay narrow and
+# list each operation once; what an operation does on a host is in its own output and its --diff.
+HOLD = "Hold queued mail"
+INSTALL = "Install packages"
+CONFIGURE = "Configure Postfix"
+SEND_HELD = "Send held mail"
+WATCHDOG = "Queue watchdog"
+FLUSH = "Flush on network"
+UPGRADES_MAIL = "unattended-upgrades mail"
+
 SUDO_PASSWORD_EXPOSED = (
     "the sudo password travels on the remote command line of every command (pyinfra's "
     "PYINFRA_SUDO_PASSWORD=...), where any local user's ps can read it for a moment; give the deploy "
@@ -50,74 +60,76 @@ def deploy_null_client() -> OperationMeta:
     record = record_of(state)
     settings = settings_for(state, host)
     if isinstance(settings, Refusal):
-        return _refuse(record, str(settings))
+        return _refuse(record, str(settings), settings.cause)
     try:
         found, family = look_at(host, settings.mail_package, render_secret_files(settings))
     except UnsupportedHost as error:
-        return _refuse(record, str(error).removeprefix(f"{host.name}: "), "its system is not one the deploy supports")
+        return _refuse(record, str(error).removeprefix(f"{host.name}: "), error.cause)
     if problem := packages.mail_package_problem(settings, family) or local_address_problem(settings, found.fqdn):
-        return _refuse(record, problem)
+        return _refuse(record, problem, "settings")
 
     if _uses_sudo_password():
         user = shlex.quote(str(host.data.get("ssh_user") or "YOUR-ACCOUNT"))
         host.log(SUDO_PASSWORD_EXPOSED.format(user=user), logger.warning)
 
     wanted = packages.wanted_packages(settings, family)
-    missing = [name for name in wanted if name not in found.packages]
     replacing = mail_systems.replacement(found.packages, found.queued)
     # Mail queued before the switch: kept from leaving the old way, sent the new way after it.
     hold_postfix = postfix.foreign_configuration(found) is not None and found.queued.get("postfix", 0) > 0
     if replacing.hold or hold_postfix:  # an operation only then: a configured host's run stays at two
-        hold = postfix.hold_mail(
-            name="Hold the mail queued before the switch", other_systems=replacing.hold, postfix_queue=hold_postfix
-        )
-        record.add_operation(host.name, "Hold queued mail", hold)
+        hold = postfix.hold_mail(name=HOLD, other_systems=replacing.hold, postfix_queue=hold_postfix)
+        record.add_operation(host.name, HOLD, hold)
 
-    replaced = "; replace " + ", ".join(system.name for system in replacing.systems) if replacing.systems else ""
     install = packages.install(
-        name=f"Install {', '.join(missing)}{replaced}" if missing else "Install the null client's packages",
+        name=INSTALL,
         wanted=wanted,
         installed=found.packages,
         package_manager=family.package_manager,
         replacing=replacing,
     )
-    record.add_operation(host.name, "Install packages", install)
+    record.add_operation(host.name, INSTALL, install)
 
     init = found.init or family.init
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
     todo = postfix.plan(files, found)
     postfix.show_diff(todo, found)
     meant = meaning(settings, found.fqdn, found.ipv6, family.ca_file)
-    configure = postfix.configure(name=postfix.describe(todo), files=files, found=found, init=init, meant=meant)
-    record.add_operation(host.name, "Apply null-client configuration", configure)
+    configure = postfix.configure(name=CONFIGURE, files=files, found=found, init=init, meant=meant)
+    record.add_operation(host.name, CONFIGURE, configure)
 
     held = found.queued.get("held", 0)
     if replacing.hold:
         held += sum(found.queued.get(system.name, 0) for system in replacing.systems if system.holdable)
     if held or hold_postfix:
-        send = postfix.send_held_mail(
-            name="Send the mail queued before the switch through the relay", held=held, postfix_queue=hold_postfix
-        )
-        record.add_operation(host.name, "Send held mail", send)
+        send = postfix.send_held_mail(name=SEND_HELD, held=held, postfix_queue=hold_postfix)
+        record.add_operation(host.name, SEND_HELD, send)
 
-    watchdog = alerts.watchdog(
-        name="Install the queue watchdog", files=alerts.watchdog_files(settings, init), found=found, init=init
-    )
-    record.add_operation(host.name, "Install the queue watchdog", watchdog)
-    flush = alerts.flush_on_network(
-        name="Flush the queue when the network is back", files=alerts.network_files(found.network_stacks), found=found
-    )
-    record.add_operation(host.name, "Flush the queue when the network is back", flush)
+    watchdog = alerts.watchdog(name=WATCHDOG, files=alerts.watchdog_files(settings, init), found=found, init=init)
+    record.add_operation(host.name, WATCHDOG, watchdog)
+    flush = alerts.flush_on_network(name=FLUSH, files=alerts.network_files(found.network_stacks), found=found)
+    record.add_operation(host.name, FLUSH, flush)
     upgrades_mail = alerts.unattended_upgrades_mail(
-        name="Mail of unattended-upgrades to root", wanted=alerts.upgrades_mail_file(settings), found=found
+        name=UPGRADES_MAIL, wanted=alerts.upgrades_mail_file(settings), found=found
     )
-    record.add_operation(host.name, "Mail of unattended-upgrades to root", upgrades_mail)
+    record.add_operation(host.name, UPGRADES_MAIL, upgrades_mail)
     return configure
 
 
-def _refuse(record, reason: str, cause: str = "its settings or keyring entry are not right") -> OperationMeta:
+def _refuse(record, reason: str, cause: str) -> OperationMeta:
+    """Refuse the host, in an operation named by the cause: "settings", "keyring entry", "distribution" or
+    "init system" (short: pyinfra's results table stays within 100 columns).
+
+    pyinfra tells operations apart by the lines they are called from: each cause has its own line, so
+    that hosts refused for different causes are counted in rows of their own.
+    """
     record.refused[host.name] = reason
-    return refuse(name=f"Refuse the host: {cause}", reason=reason)
+    if cause == "keyring entry":
+        return refuse(name="Refuse: keyring entry", reason=reason)
+    if cause == "distribution":
+        return refuse(name="Refuse: distribution", reason=reason)
+    if cause == "init system":
+        return refuse(name="Refuse: init system", reason=reason)
+    return refuse(name="Refuse: settings", reason=reason)
 
 
 def _uses_sudo_password() -> bool:

@@ -6,8 +6,10 @@ crontab's owner and sudo its incidents to root, and the deploy sends every local
 forward_to. The watchdog (templates/scripts/watchdog.sh.j2) looks at the queue from a systemd timer, or
 from crond's /etc/periodic/15min on OpenRC, and warns once per problem when mail waits too long.
 
-Both operations read the deploy's one fact (the SHA-256 of each file below, whether the timer is
-enabled, whether unattended-upgrades is installed) and send their files on the stdin of one command.
+The operations read the deploy's one fact (the SHA-256 of each file below, whether the timer is
+enabled, whether unattended-upgrades is installed) and send their files on the stdin of one command;
+with --diff, each shows its files' changes while it is prepared (the host's copy of a changed file
+is read then, and only then).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import posixpath
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
-from pyinfra import host
+from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
+from pyinfra.facts.files import FileContents
 
+from postfix_nullclient import diff
 from postfix_nullclient.facts import HostState
 from postfix_nullclient.model import STATE_DIR
 from postfix_nullclient.render import render_script, render_template
@@ -169,6 +173,29 @@ def put_files_script(files: list[HostFile], remove: Sequence[str] = (), after: S
     return render_script("put_files", files=files, remove=list(remove), after=list(after))
 
 
+def put_files(files: list[HostFile], remove: Sequence[str] = (), after: Sequence[str] = ()) -> StringCommand:
+    """The one command of an operation, which says what it does when it runs (once, where it happens)."""
+    if state.is_executing:
+        parts = [f"write {', '.join(wanted.path for wanted in files)}"] if files else []
+        parts += [f"remove {', '.join(remove)}"] if remove else []
+        host.log("; ".join([*parts, *after]), logger.info)
+    return StringCommand("sh -s", _stdin=io.StringIO(put_files_script(files, remove=remove, after=after)))
+
+
+def show_diff(put: list[HostFile], remove: Sequence[str], found: HostState) -> None:
+    """--diff, while the operation is prepared: each file that would change, against the host's own
+    copy (read only here), and each file that would go."""
+    if state.is_executing or not diff.wanted():
+        return
+    for wanted in put:
+        if found.sha256.get(wanted.path) == wanted.sha256:
+            continue  # the same content, written again only so that the timer is enabled
+        old = host.get_fact(FileContents, path=wanted.path) if wanted.path in found.sha256 else None
+        diff.show_file(wanted.path, None if old is None else "\n".join(old), wanted.content)
+    for path in remove:
+        diff.show_removal(path)
+
+
 def watchdog_changes(files: list[HostFile], found: HostState, init: str) -> list[HostFile]:
     """The watchdog's files that differ on the host; all of them where systemd's timer is not enabled."""
     changed = [wanted for wanted in files if found.sha256.get(wanted.path) != wanted.sha256]
@@ -196,6 +223,7 @@ def watchdog(files: list[HostFile], found: HostState, init: str) -> Generator[St
     + init: the host's service manager, systemd or openrc
     """
     changed = watchdog_changes(files, found, init)
+    show_diff(changed, (), found)
     if not changed:
         host.noop("the queue watchdog is already installed and its timer enabled")
         return
@@ -203,7 +231,7 @@ def watchdog(files: list[HostFile], found: HostState, init: str) -> Generator[St
     if init == "systemd":
         # restart: a changed interval applies now, not after the next run.
         after = ["systemctl daemon-reload", f"systemctl enable -q {TIMER_NAME}", f"systemctl restart {TIMER_NAME}"]
-    yield StringCommand("sh -s", _stdin=io.StringIO(put_files_script(changed, after=after)))
+    yield put_files(changed, after=after)
 
 
 @operation()
@@ -216,6 +244,7 @@ def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Gener
     + found: the host's NullClientHost fact
     """
     put, remove = upgrades_mail_changes(wanted, found)
+    show_diff(put, remove, found)
     if not put and not remove:
         if wanted is None:
             host.noop("unattended_upgrades_mail is off: unattended-upgrades' configuration is left as it is")
@@ -224,7 +253,7 @@ def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Gener
         else:
             host.noop("unattended-upgrades already mails root")
         return
-    yield StringCommand("sh -s", _stdin=io.StringIO(put_files_script(put, remove=remove)))
+    yield put_files(put, remove=remove)
 
 
 # --- the queue flushed when the network is back ------------------------------------------------------
@@ -262,13 +291,19 @@ def network_files(stacks: set[str]) -> list[HostFile]:
     return files
 
 
+def network_leftovers(files: list[HostFile], found: HostState) -> list[str]:
+    """The network files on the host that `files` no longer has: the hooks of stacks the host no longer uses."""
+    wanted_paths = {wanted.path for wanted in files}
+    # The enable link is never a wanted file: `systemctl enable` makes it.
+    return [path for path in NETWORK_FILES if path in found.sha256 and path not in {*wanted_paths, FLUSH_PATH_LINK}]
+
+
 def network_changes(files: list[HostFile], found: HostState) -> tuple[list[HostFile], list[str], list[str]]:
     """(files to write, paths to delete, commands after them) for the network hooks: the hooks of stacks
     the host no longer uses go, and the path unit is enabled and started, or stopped and disabled."""
     put = [wanted for wanted in files if found.sha256.get(wanted.path) != wanted.sha256]
     wanted_paths = {wanted.path for wanted in files}
-    # The enable link is never a wanted file: `systemctl enable` makes it.
-    gone = [path for path in NETWORK_FILES if path in found.sha256 and path not in {*wanted_paths, FLUSH_PATH_LINK}]
+    gone = network_leftovers(files, found)
     systemd_units = (FLUSH_PATH_UNIT, FLUSH_SERVICE_UNIT, FLUSH_PATH_LINK)
     after = []
     if FLUSH_PATH_UNIT in wanted_paths:
@@ -292,6 +327,7 @@ def flush_on_network(files: list[HostFile], found: HostState) -> Generator[Strin
     + found: the host's NullClientHost fact
     """
     put, remove, after = network_changes(files, found)
+    show_diff(put, network_leftovers(files, found), found)
     if not put and not remove and not after:
         if files:
             stacks = ", ".join(sorted(found.network_stacks))
@@ -299,4 +335,4 @@ def flush_on_network(files: list[HostFile], found: HostState) -> Generator[Strin
         else:
             host.noop("no known network stack (NetworkManager, systemd-networkd, ifupdown): nothing to hook")
         return
-    yield StringCommand("sh -s", _stdin=io.StringIO(put_files_script(put, remove=remove, after=after)))
+    yield put_files(put, remove=remove, after=after)

@@ -22,6 +22,10 @@ from postfix_nullclient.model import ALL_PACKAGES, FAMILIES, Family, ManagedFile
 class UnsupportedHost(PyinfraError):
     """A host this deploy does not know how to configure: refused before any change."""
 
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause  # what is not supported: "distribution" or "init system"
+
 
 def family_of(host_name: str, found: HostState) -> Family:
     """The host's family, or UnsupportedHost with what was found and what is supported."""
@@ -31,13 +35,15 @@ def family_of(host_name: str, found: HostState) -> Family:
                 if found.init != family.init:
                     raise UnsupportedHost(
                         f"{host_name}: {found.os_id} {found.os_version} runs {found.init or 'no known'} "
-                        f"service manager, the deploy needs {family.init}; no change was made"
+                        f"service manager, the deploy needs {family.init}; no change was made",
+                        "init system",
                     )
                 return family
     supported = ", ".join(f.name for f in FAMILIES)
     raise UnsupportedHost(
         f"{host_name}: unsupported distribution {found.os_id!r} {found.os_version} "
-        f"(ID_LIKE: {' '.join(found.os_like) or '-'}); supported families: {supported}; no change was made"
+        f"(ID_LIKE: {' '.join(found.os_like) or '-'}); supported families: {supported}; no change was made",
+        "distribution",
     )
 
 

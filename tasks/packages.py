@@ -6,7 +6,7 @@ import re
 import shlex
 from collections.abc import Generator
 
-from pyinfra import host, logger
+from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
 from postfix_nullclient.mail_systems import Replacement
@@ -52,6 +52,8 @@ def install(
     if replacing:
         for line in replacing.report:
             host.log(line, logger.warning)
+    if state.is_executing:  # once, where it happens
+        host.log(f"install {', '.join(missing)}", logger.info)
     packager = PACKAGE_MANAGERS[package_manager]
     command = (packager.install, *(shlex.quote(name) for name in missing))
     # Only a package manager that reads an answer gets _stdin (pyinfra's arguments take no None).

@@ -6,14 +6,14 @@ the whole new configuration or restores the previous one, so a host is never lef
 
 from __future__ import annotations
 
-import difflib
 import io
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from pyinfra import host, logger, state
 from pyinfra.api import StringCommand, operation
 
+from postfix_nullclient import diff
 from postfix_nullclient.facts import HostState
 from postfix_nullclient.mail_systems import HELD_DIR, held_mail_script
 from postfix_nullclient.model import INIT_SYSTEMS, ORIGINALS_DIR, RESTART_SETTINGS, SECRET_STAT, ManagedFile
@@ -112,33 +112,20 @@ def show_diff(plan: Plan, found: HostState) -> None:
 
     Called by the deploy while it prepares, so that it shows once, with or without -y and --dry.
     """
-    if not state.config.DIFF:
+    if not diff.wanted():
         return
     for wanted in plan.changed:
         if wanted.secret:
-            host.log(f"Will change {wanted.name}: the secret changed (content not shown)", logger.info)
-            continue
-        host.log(f"Will change {wanted.name}", logger.info)
-        old_lines = (found.contents.get(wanted.name) or "").splitlines()
-        for line in unified_diff(old_lines, wanted.content.splitlines()):
-            logger.info("  %s", line)
-        logger.info("")
-
-
-def unified_diff(old: list[str], new: list[str]) -> Iterator[str]:
-    """A unified diff with two lines of context, without file headers: "@@ ...", "- old", "+ new", "  same"."""
-    for line in difflib.unified_diff(old, new, n=2, lineterm=""):
-        if line.startswith(("--- ", "+++ ")):
-            continue
-        yield line if line.startswith("@@") else f"{line[:1] or ' '} {line[1:]}"
+            diff.show_secret(wanted.name, new=wanted.name not in found.modes)
+        else:
+            diff.show_file(wanted.name, found.contents.get(wanted.name), wanted.content)
 
 
 def describe(plan: Plan) -> str:
-    if not plan.needed:
-        return "Apply null-client configuration"
+    """What the apply command does, for its output: the files it writes, the maps it builds, reload or restart."""
     parts = [f"{f.name} (secret)" if f.secret else f.name for f in plan.changed]
     parts += [f"postmap {name}" for name in plan.maps_to_build]
-    return f"Apply null-client configuration: {', '.join(parts) or 'no file changed'}; {plan.action} postfix"
+    return f"{', '.join(parts) or 'no file changed'}; {plan.action} postfix"
 
 
 @operation()
@@ -164,6 +151,8 @@ def configure(
     replaced = foreign_configuration(found)
     if replaced and any(f.name == "main.cf" for f in todo.changed):
         host.log(replaced, logger.warning)
+    if state.is_executing:  # once, where it happens; a dry run shows the files in its --diff
+        host.log(describe(todo), logger.info)
     # A file-like stdin: pyinfra reads its lines, and its repr shows nothing of them.
     yield StringCommand("sh -s", _stdin=io.StringIO(apply_script(todo, init, meant)))
 

@@ -203,6 +203,7 @@ class Refusal:
 
     host_name: str
     problems: list[str]  # each "HOST: what is wrong; the fix"
+    cause: str = "settings"  # or "keyring entry": its settings are right, its password could not be had
 
     def __str__(self) -> str:
         return "; ".join(problem.removeprefix(f"{self.host_name}: ") for problem in self.problems)
@@ -244,4 +245,6 @@ def check_inventory(hosts: Any) -> dict[str, Settings | Refusal]:
     # The keyring is asked only for the hosts whose entry names are right.
     good, password_problems = with_passwords(good)
     problems.update(password_problems)
-    return {**good, **{name: Refusal(name, found) for name, found in problems.items()}}
+    refusals = {name: Refusal(name, found) for name, found in problems.items()}
+    refusals.update({name: Refusal(name, found, "keyring entry") for name, found in password_problems.items()})
+    return {**good, **refusals}

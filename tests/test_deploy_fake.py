@@ -44,13 +44,16 @@ def configured_host_answer(settings: Settings, fqdn: str, secret_same: bool = Tr
     return lines + [f"dpkg ii  {name}" for name in PACKAGES]
 
 
-def write_inventory(path: Path, hosts: dict[str, list[str] | None]) -> Path:
-    """An inventory of @fake hosts; each answers the fact with the given lines (None: a fresh Debian 12)."""
+def write_inventory(path: Path, hosts: dict[str, list[str] | None], data: dict[str, dict] | None = None) -> Path:
+    """An inventory of @fake hosts; each answers the fact with the given lines (None: a fresh Debian 12).
+    `data`: more host data by name; its "fake_responses" answer other commands than the fact."""
     entries = []
     for name, answer in hosts.items():
-        data = {"forward_to": "alice@example.org", "fake_delay": 0}
-        data["fake_responses"] = {"default_database_type": answer or FRESH_DEBIAN}
-        entries.append((f"@fake/{name}", data))
+        more = dict((data or {}).get(name, {}))
+        responses = {"default_database_type": answer or FRESH_DEBIAN, **more.pop("fake_responses", {})}
+        entries.append(
+            (f"@fake/{name}", {"forward_to": "alice@example.org", "fake_delay": 0, **more, "fake_responses": responses})
+        )
     path.write_text(f"workstations = {entries!r}\n")
     return path
 
@@ -188,8 +191,8 @@ def test_configured_host_runs_only_the_fact_and_says_no_change_per_operation(env
     assert "default_database_type" in run.commands["@fake/torres"][0]["command"]
     assert run.output.count("[@fake/torres] No changes") == 5, "every operation says so for the host"
     results = run.output[run.output.index("--> Results:") :]
-    assert re.search(r"Postfix null client \| Install the null client's packages\s+1\s+-\s+-\s+1", results)
-    assert re.search(r"Postfix null client \| Apply null-client configuration\s+1\s+-\s+-\s+1", results)
+    assert re.search(r"Postfix null client \| Install packages\s+1\s+-\s+-\s+1", results)
+    assert re.search(r"Postfix null client \| Configure Postfix\s+1\s+-\s+-\s+1", results)
     assert re.search(r"Grand total\s+5\s+-\s+-\s+5", results)
 
 
@@ -204,7 +207,6 @@ def test_password_rotation_dry_diff_says_the_secret_changed_and_shows_nothing_of
 
     assert run.returncode == 0, run.output
     assert "Will change sasl_passwd: the secret changed (content not shown)" in run.output
-    assert "sasl_passwd (secret)" in run.output
     assert old_password not in run.output and new_password not in run.output
     # The host compares the map with the digest it gets on the fact's stdin; it never leaves the stdin.
     [fact] = run.commands["@fake/torres"]
@@ -225,7 +227,7 @@ def test_dry_diff_of_a_setting_change_shows_the_file_diff_and_changes_nothing(en
     assert "Will change main.cf" in run.output
     assert "+ relayhost = [mail.example.net]:465" in run.output
     assert "- relayhost = [mail.example.net]:587" in run.output
-    assert "sasl_passwd (secret)" in run.output, "the map key follows the relayhost"
+    assert "Will change sasl_passwd: the secret changed" in run.output, "the map key follows the relayhost"
     assert AWKWARD_PASSWORD not in run.output
     assert len(run.commands["@fake/torres"]) == 1
 
@@ -244,3 +246,141 @@ def test_a_keyring_backend_that_raises_refuses_only_the_hosts_it_cannot_read(env
         "@fake/kirk: refused, nothing was run on it: the keyring could not be read (service 'postfix-nullclient', "
         "user 'kirk@example.net'): RuntimeError: the vault is sealed; unlock it and run again"
     ) in run.output
+
+
+# A host with every network stack and unattended-upgrades: the deploy writes every file it can.
+EVERY_ALERT_SOURCE = ["dpkg ii  unattended-upgrades", *(f"network_stack {name}" for name in alerts.NETWORK_STACKS)]
+OPERATIONS = (
+    "Hold queued mail",
+    "Install packages",
+    "Configure Postfix",
+    "Send held mail",
+    "Queue watchdog",
+    "Flush on network",
+    "unattended-upgrades mail",
+)
+
+
+def alert_files(settings: Settings) -> list[alerts.HostFile]:
+    """Every file of the alert sources the deploy writes on such a host, the watchdog's first."""
+    upgrades = alerts.upgrades_mail_file(settings)
+    assert upgrades is not None
+    return [*alerts.watchdog_files(settings, "systemd"), *alerts.network_files(set(alerts.NETWORK_STACKS)), upgrades]
+
+
+def configured_everywhere(settings: Settings, fqdn: str) -> list[str]:
+    """What the fact prints on such a host that this deploy already configured with `settings`."""
+    lines = [*configured_host_answer(settings, fqdn), *EVERY_ALERT_SOURCE]
+    lines += [f"{wanted.sha256}  {wanted.path}" for wanted in alert_files(settings)]
+    path_unit = next(wanted for wanted in alert_files(settings) if wanted.path == alerts.FLUSH_PATH_UNIT)
+    return [*lines, f"{path_unit.sha256}  {alerts.FLUSH_PATH_LINK}"]  # enabled
+
+
+def diff_headers(output: str) -> list[str]:
+    return re.findall(r"\] (Will (?:create|change|remove) .*)", output)
+
+
+def test_dry_diff_shows_every_file_of_a_first_deploy_and_none_on_the_second(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    settings = host_settings("torres", AWKWARD_PASSWORD)
+    first = write_inventory(tmp_path / "first.py", {"torres": [*FRESH_DEBIAN, *EVERY_ALERT_SOURCE]})
+
+    run = run_pyinfra(env, tmp_path, first, "--dry", "--diff")
+
+    assert run.returncode == 0, run.output
+    plain = ["main.cf", "virtual_alias", "sender_canonical", *(wanted.path for wanted in alert_files(settings))]
+    expected = [f"Will create {name}" for name in plain]
+    expected.insert(3, "Will create sasl_passwd: a secret (content not shown)")
+    assert diff_headers(run.output) == expected
+    assert "  + OnUnitActiveSec=300s\n" in run.output, "the timer's content, diffed from nothing"
+    assert f"  + ExecStart={alerts.FLUSH} systemd-networkd\n" in run.output, "the flush service's"
+    assert AWKWARD_PASSWORD not in run.output
+    assert len(run.commands["@fake/torres"]) == 1, "a dry run runs the fact only"
+
+    second = write_inventory(tmp_path / "second.py", {"torres": configured_everywhere(settings, "torres.example.net")})
+    again = run_pyinfra(env, tmp_path, second, "--dry", "--diff")
+
+    assert again.returncode == 0, again.output
+    assert diff_headers(again.output) == []
+    assert again.output.count("[@fake/torres] No changes") == 0, "a dry run executes nothing"
+    assert len(again.commands["@fake/torres"]) == 1
+
+
+def test_dry_diff_of_changed_alert_files_diffs_them_against_the_hosts_copy(env, tmp_path):
+    store_password(env, SERVICE, "torres@example.net", AWKWARD_PASSWORD)
+    settings = host_settings("torres", AWKWARD_PASSWORD)
+    [old_timer] = [f for f in alert_files(settings) if f.path == alerts.TIMER_UNIT]
+    # pyinfra's FileContents fact reads the host's copy of a changed file: `cat PATH`.
+    host_copy = {f"cat {alerts.TIMER_UNIT}": old_timer.content.splitlines()}
+    answer = configured_everywhere(settings, "torres.example.net")
+    inventory = write_inventory(
+        tmp_path / "inventory.py", {"torres": answer}, {"torres": {"fake_responses": host_copy}}
+    )
+
+    run = run_pyinfra(
+        env,
+        tmp_path,
+        inventory,
+        "--dry",
+        "--diff",
+        "--data",
+        "watchdog_interval=10m",
+        "--data",
+        "unattended_upgrades_mail=off",
+    )
+
+    assert run.returncode == 0, run.output
+    assert diff_headers(run.output) == [f"Will change {alerts.TIMER_UNIT}", f"Will remove {alerts.UPGRADES_MAIL_CONF}"]
+    assert re.search(r"  - OnUnitActiveSec=300s\n +\+ OnUnitActiveSec=600s\n", run.output), run.output
+    assert re.search(r"\n +\[Timer\]\n", run.output), "with the host's unchanged lines around"
+    commands = [c["command"] for c in run.commands["@fake/torres"]]
+    assert len(commands) == 2 and alerts.TIMER_UNIT in commands[1], "the fact, then the host's copy of the timer"
+
+
+def test_the_results_table_of_three_hosts_has_one_short_row_per_operation(env, tmp_path):
+    """Fixed operation names: one row each, whatever each host does, within 100 columns (the longest
+    name, 24 characters after the deploy's own, and pyinfra's 4 count columns); what each host does
+    is in the operation's output."""
+    for name in ("torres", "kirk"):
+        store_password(env, SERVICE, f"{name}@example.net", AWKWARD_PASSWORD)
+    replacing = [*FRESH_DEBIAN, "dpkg ii  exim4-daemon-light", "queued exim4 2"]
+    hosts = {"torres": [*FRESH_DEBIAN, *EVERY_ALERT_SOURCE], "kirk": replacing, "sulu": None}  # sulu: no password
+    inventory = write_inventory(tmp_path / "inventory.py", hosts)
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y")
+
+    assert run.returncode != 0, "sulu is refused"
+    table = run.output[run.output.index("--> Results:") : run.output.index("--> Disconnecting")].splitlines()[1:-1]
+    assert max(len(line) for line in table) <= 100, "\n".join(table)
+    rows = [line.split("|", 1)[-1].split("  ")[0].strip() for line in table[1:-1]]
+    assert sorted(rows) == sorted([*OPERATIONS, "Refuse: keyring entry"]), table
+    for line in (
+        "[@fake/torres] install postfix, libsasl2-modules, ca-certificates, bsd-mailx",
+        "[@fake/torres] main.cf, virtual_alias, sender_canonical, sasl_passwd (secret), postmap sasl_passwd; "
+        "restart postfix",
+        f"[@fake/torres] write {alerts.FLUSH}, {alerts.NETWORKMANAGER_HOOK}",
+        f"[@fake/torres] write {alerts.UPGRADES_MAIL_CONF}",
+        "[@fake/kirk]   replacing exim4 (exim4-daemon-light)",
+    ):
+        assert run.output.count(line) == 1, run.output  # when it runs, not also while it is prepared
+
+
+def test_each_refusal_is_labelled_by_its_cause(env, tmp_path):
+    for name in ("torres", "sett", "gent", "oprc"):
+        store_password(env, SERVICE, f"{name}@example.net", AWKWARD_PASSWORD)
+    hosts = {
+        "torres": None,
+        "sett": None,
+        "keyr": None,  # no password in the keyring
+        "gent": ["os gentoo 2.15", "init openrc", "fqdn gent.example.net"],
+        "oprc": ["os debian 12", "init openrc", "fqdn oprc.example.net"],
+    }
+    inventory = write_inventory(tmp_path / "inventory.py", hosts, {"sett": {"forward_to": "alice"}})
+
+    run = run_pyinfra(env, tmp_path, inventory, "-y")
+
+    assert run.returncode != 0
+    results = run.output[run.output.index("--> Results:") :]
+    for cause in ("settings", "keyring entry", "distribution", "init system"):
+        assert re.search(rf"Postfix null client \| Refuse: {cause}\s+1\s+-\s+1\s+-", results), results
+    assert re.search(r"Postfix null client \| Configure Postfix\s+1\s+1\s+-\s+-", results), "torres is deployed"

@@ -86,23 +86,28 @@ def test_each_family_gets_its_packages_ca_bundle_and_service_manager(keyring_env
 
 
 @pytest.mark.parametrize(
-    ("answer", "message"),
+    ("answer", "message", "cause"),
     [
         (
             ["os gentoo 2.15", "init openrc"],
             "unsupported distribution 'gentoo' 2.15 (ID_LIKE: -); "
             "supported families: debian, fedora, arch, alpine, suse",
+            "distribution",
         ),
-        (["os debian 12", "init openrc"], "debian 12 runs openrc service manager, the deploy needs systemd"),
+        (
+            ["os debian 12", "init openrc"],
+            "debian 12 runs openrc service manager, the deploy needs systemd",
+            "init system",
+        ),
     ],
 )
-def test_an_unsupported_host_is_refused_before_any_change(keyring_env, tmp_path, answer, message):
+def test_an_unsupported_host_is_refused_before_any_change(keyring_env, tmp_path, answer, message, cause):
     store_password(keyring_env, SERVICE, "odd@example.net", "odd-Pa55 word")
 
     run = run_pyinfra(keyring_env, tmp_path, inventory(tmp_path, "odd", answer), "-y")
 
     assert run.returncode != 0
     assert f"@fake/odd: refused, nothing was run on it: {message}; no change was made" in run.output
-    assert "Refuse the host: its system is not one the deploy supports" in run.output, "labelled by its cause"
+    assert f"Postfix null client | Refuse: {cause}" in run.output, "labelled by its cause"
     assert "Traceback" not in run.output
     assert len(run.commands["@fake/odd"]) == 1, "only the fact ran"

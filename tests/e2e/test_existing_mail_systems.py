@@ -108,8 +108,8 @@ def test_the_output_says_what_was_replaced_and_where_its_mail_went(replaced):
         "replacing this host's own Postfix configuration (inet_interfaces = all, mydestination = ",
         "its main.cf is kept in /var/lib/postfix-nullclient/original/main.cf; the 1 message(s) in postfix's queue "
         "leave through the relay",
-        "Hold the mail queued before the switch",
-        "Send the mail queued before the switch through the relay",
+        "Postfix null client | Hold queued mail",
+        "Postfix null client | Send held mail",
     ):
         assert line in run.output, run.output
 

@@ -106,7 +106,7 @@ def test_second_deploy_changes_nothing_says_so_per_host_and_does_not_touch_postf
     run = deploy(keyring_env, workstations)
 
     assert run.returncode == 0, run.output
-    operations = ("Install the null client's packages", "Apply null-client configuration", "Install the queue watchdog")
+    operations = ("Install packages", "Configure Postfix", "Queue watchdog")
     for workstation in workstations:
         # Every operation says it for every host: the install, the configuration, the alerts.
         assert run.output.count(f"[{workstation.fqdn}] No changes") == NO_CHANGE_OPERATIONS, run.output

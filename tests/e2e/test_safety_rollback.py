@@ -126,6 +126,6 @@ def test_a_failed_start_and_an_unreachable_host_do_not_stop_the_others(
     summary = run.output[run.output.rindex("host(s) failed; the others went on:") :]
     assert "--> 2 host(s) failed" in run.output
     assert f"{unreachable}: unreachable: pyinfra could not connect" in summary, summary
-    assert f"{sf5.fqdn}: Apply null-client configuration" in summary, summary
+    assert f"{sf5.fqdn}: Configure Postfix failed" in summary, summary
     assert "postfix did not start with the new configuration; the previous one was restored" in summary
     assert sf4.fqdn not in summary

@@ -194,7 +194,7 @@ def evidence(make_workstations, keyring_env) -> tuple[Workstation, Evidence]:
 
 def test_the_canary_is_in_no_output_label_or_json(evidence):
     _, found = evidence
-    assert "sasl_passwd (secret)" in found.outputs["rotation -vvv --diff --json"], "the label of the apply operation"
+    assert "sasl_passwd (secret)" in found.outputs["rotation -vvv --diff --json"], "the apply operation's output"
     for name, output in found.outputs.items():
         for token in found.tokens:
             assert token not in output, f"the canary is in the output of the {name}"
