@@ -104,13 +104,15 @@ def deploy_null_client() -> OperationMeta:
         send = postfix.send_held_mail(name=SEND_HELD, held=held, postfix_queue=hold_postfix)
         record.add_operation(host.name, SEND_HELD, send)
 
-    watchdog = alerts.watchdog(name=WATCHDOG, files=alerts.watchdog_files(settings, init), found=found, init=init)
+    watchdog_files = alerts.watchdog_files(settings, init)
+    network_files = alerts.network_files(found.network_stacks)
+    upgrades_mail_file = alerts.upgrades_mail_file(settings)
+    alerts.show_diff(watchdog_files, network_files, upgrades_mail_file, found, init)
+    watchdog = alerts.watchdog(name=WATCHDOG, files=watchdog_files, found=found, init=init)
     record.add_operation(host.name, WATCHDOG, watchdog)
-    flush = alerts.flush_on_network(name=FLUSH, files=alerts.network_files(found.network_stacks), found=found)
+    flush = alerts.flush_on_network(name=FLUSH, files=network_files, found=found)
     record.add_operation(host.name, FLUSH, flush)
-    upgrades_mail = alerts.unattended_upgrades_mail(
-        name=UPGRADES_MAIL, wanted=alerts.upgrades_mail_file(settings), found=found
-    )
+    upgrades_mail = alerts.unattended_upgrades_mail(name=UPGRADES_MAIL, wanted=upgrades_mail_file, found=found)
     record.add_operation(host.name, UPGRADES_MAIL, upgrades_mail)
     return configure
 

@@ -7,8 +7,8 @@ forward_to. The watchdog (templates/scripts/watchdog.sh.j2) looks at the queue f
 from crond's /etc/periodic/15min on OpenRC, and warns once per problem when mail waits too long.
 
 The operations read the deploy's one fact (the SHA-256 of each file below, whether the timer is
-enabled, whether unattended-upgrades is installed) and send their files on the stdin of one command;
-with --diff, each shows its files' changes while it is prepared (the host's copy of a changed file
+enabled, whether unattended-upgrades is installed) and send their files on the stdin of one command.
+With --diff, the deploy shows what they would change (show_diff; the host's copy of a changed file
 is read then, and only then).
 """
 
@@ -182,17 +182,25 @@ def put_files(files: list[HostFile], remove: Sequence[str] = (), after: Sequence
     return StringCommand("sh -s", _stdin=io.StringIO(put_files_script(files, remove=remove, after=after)))
 
 
-def show_diff(put: list[HostFile], remove: Sequence[str], found: HostState) -> None:
-    """--diff, while the operation is prepared: each file that would change, against the host's own
-    copy (read only here), and each file that would go."""
-    if state.is_executing or not diff.wanted():
+def show_diff(
+    watchdog: list[HostFile], network: list[HostFile], upgrades_mail: HostFile | None, found: HostState, init: str
+) -> None:
+    """--diff: each alert file that the operations below would change, against the host's own copy (read
+    only here), and each that they would delete.
+
+    Called by the deploy while it prepares, as postfix.show_diff, so that it shows once, with or without
+    -y (which skips pyinfra's change detection, and so the operations, while it prepares) and --dry.
+    """
+    if not diff.wanted():
         return
+    put_upgrades_mail, remove_upgrades_mail = upgrades_mail_changes(upgrades_mail, found)
+    put = [*watchdog_changes(watchdog, found, init), *network_changes(network, found)[0], *put_upgrades_mail]
     for wanted in put:
         if found.sha256.get(wanted.path) == wanted.sha256:
             continue  # the same content, written again only so that the timer is enabled
         old = host.get_fact(FileContents, path=wanted.path) if wanted.path in found.sha256 else None
         diff.show_file(wanted.path, None if old is None else "\n".join(old), wanted.content)
-    for path in remove:
+    for path in [*network_leftovers(network, found), *remove_upgrades_mail]:
         diff.show_removal(path)
 
 
@@ -223,7 +231,6 @@ def watchdog(files: list[HostFile], found: HostState, init: str) -> Generator[St
     + init: the host's service manager, systemd or openrc
     """
     changed = watchdog_changes(files, found, init)
-    show_diff(changed, (), found)
     if not changed:
         host.noop("the queue watchdog is already installed and its timer enabled")
         return
@@ -244,7 +251,6 @@ def unattended_upgrades_mail(wanted: HostFile | None, found: HostState) -> Gener
     + found: the host's NullClientHost fact
     """
     put, remove = upgrades_mail_changes(wanted, found)
-    show_diff(put, remove, found)
     if not put and not remove:
         if wanted is None:
             host.noop("unattended_upgrades_mail is off: unattended-upgrades' configuration is left as it is")
@@ -327,7 +333,6 @@ def flush_on_network(files: list[HostFile], found: HostState) -> Generator[Strin
     + found: the host's NullClientHost fact
     """
     put, remove, after = network_changes(files, found)
-    show_diff(put, network_leftovers(files, found), found)
     if not put and not remove and not after:
         if files:
             stacks = ", ".join(sorted(found.network_stacks))
