@@ -73,6 +73,7 @@ def deploy_null_client() -> OperationMeta:
         host.log(SUDO_PASSWORD_EXPOSED.format(user=user), logger.warning)
 
     wanted = packages.wanted_packages(settings, family)
+    installing = bool(packages.missing_packages(wanted, found.packages))
     replacing = mail_systems.replacement(found.packages, found.queued)
     # Mail queued before the switch: kept from leaving the old way, sent the new way after it.
     hold_postfix = postfix.foreign_configuration(found) is not None and found.queued.get("postfix", 0) > 0
@@ -91,10 +92,12 @@ def deploy_null_client() -> OperationMeta:
 
     init = found.init or family.init
     files = render_files(settings, found.fqdn, found.ipv6, family.ca_file)
-    todo = postfix.plan(files, found)
+    todo = postfix.plan(files, found, installing=installing)
     postfix.show_diff(todo, found)
     meant = meaning(settings, found.fqdn, found.ipv6, family.ca_file)
-    configure = postfix.configure(name=CONFIGURE, files=files, found=found, init=init, meant=meant)
+    configure = postfix.configure(
+        name=CONFIGURE, files=files, found=found, init=init, meant=meant, installing=installing
+    )
     record.add_operation(host.name, CONFIGURE, configure)
 
     held = found.queued.get("held", 0)

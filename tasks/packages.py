@@ -31,6 +31,10 @@ def wanted_packages(settings: Settings, family: Family) -> list[str]:
     return [*family.packages, settings.mail_package or family.mail_package]
 
 
+def missing_packages(wanted: list[str], installed: set[str]) -> list[str]:
+    return [name for name in wanted if name not in installed]
+
+
 @operation()
 def install(
     wanted: list[str], installed: set[str], package_manager: str, replacing: Replacement | None = None
@@ -45,7 +49,7 @@ def install(
       named in the output with what becomes of its queued mail (``postfix.hold_mail`` took it out
       of the queues the deploy can read before this)
     """
-    missing = [name for name in wanted if name not in installed]
+    missing = missing_packages(wanted, installed)
     if not missing:
         host.noop(f"{', '.join(wanted)} are already installed")
         return

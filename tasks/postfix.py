@@ -31,6 +31,7 @@ class Plan:
     action: str  # "reload" or "restart"
     enable: bool  # the service is not enabled at boot yet
     needed: bool
+    flush: bool = False  # packages come first: postfix reloads, and the mail they held back leaves
 
 
 def differs(wanted: ManagedFile, found: HostState) -> bool:
@@ -49,8 +50,12 @@ def main_cf_values(content: str | None) -> dict[str, str]:
     return values
 
 
-def plan(files: list[ManagedFile], found: HostState) -> Plan:
-    """Compare the wanted files with what the fact found; decide what the apply command does."""
+def plan(files: list[ManagedFile], found: HostState, installing: bool = False) -> Plan:
+    """Compare the wanted files with what the fact found; decide what the apply command does.
+
+    `installing`: the deploy installs packages first. A running postfix then reloads even if no file
+    changes, and flushes its queue: mail deferred for want of a SASL module leaves now, not at its
+    next retry, which can be an hour away (maximal_backoff_time)."""
     changed = [wanted for wanted in files if differs(wanted, found)]
     names = {wanted.name for wanted in changed}
     stale_maps = [f.name for f in files if f.hashed_map and found.fresh_maps.get(f.name) != SECRET_STAT]
@@ -65,10 +70,17 @@ def plan(files: list[ManagedFile], found: HostState) -> Plan:
         found.interrupted or not found.running or any(old.get(key) != new.get(key) for key in RESTART_SETTINGS)
     )
     action = "restart" if needs_restart else "reload"
+    flush = installing and found.running
     needed = bool(
-        changed or maps_to_build or found.interrupted or found.stale_stage or not found.running or not found.enabled
+        changed
+        or maps_to_build
+        or found.interrupted
+        or found.stale_stage
+        or not found.running
+        or not found.enabled
+        or flush
     )
-    return Plan(changed, maps_to_build, action, not found.enabled, needed)
+    return Plan(changed, maps_to_build, action, not found.enabled, needed, flush)
 
 
 def apply_script(plan: Plan, init: str, meant: Meaning) -> str:
@@ -86,6 +98,7 @@ def apply_script(plan: Plan, init: str, meant: Meaning) -> str:
         action=plan.action,
         init=INIT_SYSTEMS[init],
         enable=plan.enable,
+        flush=plan.flush,
         parameters="".join(f"{name} = {value}\n" for name, value in meant.parameters.items()),
         lookups=meant.lookups,
         login=meant.login,
@@ -125,12 +138,14 @@ def describe(plan: Plan) -> str:
     """What the apply command does, for its output: the files it writes, the maps it builds, reload or restart."""
     parts = [f"{f.name} (secret)" if f.secret else f.name for f in plan.changed]
     parts += [f"postmap {name}" for name in plan.maps_to_build]
-    return f"{', '.join(parts) or 'no file changed'}; {plan.action} postfix"
+    return f"{', '.join(parts) or 'no file changed'}; {plan.action} postfix" + (
+        "; flush the queue" if plan.flush else ""
+    )
 
 
 @operation()
 def configure(
-    files: list[ManagedFile], found: HostState, init: str, meant: Meaning
+    files: list[ManagedFile], found: HostState, init: str, meant: Meaning, installing: bool = False
 ) -> Generator[StringCommand, None, None]:
     """
     Make the host's Postfix configuration what ``files`` say, in one command, or do nothing.
@@ -140,11 +155,12 @@ def configure(
     + init: the host's service manager, systemd or openrc
     + meant: what Postfix must read back from the new configuration (``render.meaning``), or
       nothing is installed
+    + installing: the operation before installs packages (``plan``)
 
     The command is the apply script rendered for this host, on stdin: contents, the password
     included, never appear on a command line, in pyinfra's output or in a ``--diff``.
     """
-    todo = plan(files, found)
+    todo = plan(files, found, installing)
     if not todo.needed:
         host.noop("the null-client configuration is already in place and postfix runs")
         return

@@ -83,3 +83,13 @@ def test_at_local_takes_the_login_from_this_machines_name():
 
     assert short_name("@local") == socket.gethostname().split(".")[0]
     assert short_name("@fake/torres") == "torres" and short_name("torres.example.net") == "torres"
+
+
+def test_packages_installed_on_a_running_postfix_reload_it_and_flush_the_queue():
+    files = [ManagedFile("main.cf", "x")]
+    found = HostState(contents={"main.cf": "x"}, running=True, enabled=True)
+    assert not plan(files, found, installing=False).needed
+    todo = plan(files, found, installing=True)
+    assert todo.needed and todo.flush and todo.action == "reload"
+    assert "\n  postqueue -f || true" in apply_script(todo, "systemd", make_meaning())
+    assert "postqueue -f" not in apply_script(plan(files, HostState(), installing=True), "systemd", make_meaning())

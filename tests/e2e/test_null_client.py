@@ -6,6 +6,7 @@ Postfix's own log on the workstation, its sockets, files and process ids.
 
 import re
 import shlex
+import time
 import uuid
 
 import pytest
@@ -148,3 +149,24 @@ def test_a_stopped_disabled_or_killed_postfix_is_started_again(workstations, key
     assert arrived(subject)["auth_user"] == killed.smtp_user
     again = deploy(keyring_env, workstations)
     assert again.returncode == 0 and "] Success" not in again.output, again.output
+
+
+def test_sasl_modules_removed_by_hand_come_back_and_the_mail_they_held_back_leaves_at_once(workstations, keyring_env):
+    workstation = workstations[1]
+    # Without its SASL modules postfix has no mechanism for the relay's AUTH, and defers the mail.
+    workstation.run("dpkg --purge --force-depends libsasl2-modules >/dev/null 2>&1 && postfix reload 2>/dev/null")
+    subject = send(workstation, 'echo "waits for a mechanism" | mail -s "$SUBJECT" root')
+    deadline = time.monotonic() + 60
+    while "no mechanism available" not in workstation.run("postqueue -j").stdout:
+        assert time.monotonic() < deadline, workstation.run("postqueue -p").stdout
+        time.sleep(1)
+
+    run = deploy(keyring_env, [workstation])
+
+    assert run.returncode == 0, run.output
+    assert "install libsasl2-modules" in run.output and "reload postfix; flush the queue" in run.output, run.output
+    # At once: without the flush, the next try would come at Postfix's backoff, 300 s or more later.
+    message = smarthost.wait_for_messages(STATE_DIR, 1, timeout=30, predicate=lambda m: m["subject"] == subject)
+    assert message and message[0]["auth_user"] == workstation.smtp_user
+    again = deploy(keyring_env, [workstation])
+    assert again.returncode == 0 and again.output.count("No changes") == NO_CHANGE_OPERATIONS, again.output
