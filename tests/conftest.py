@@ -66,6 +66,12 @@ def run_pyinfra(env: dict[str, str], tmp_path: Path, inventory: Path, *args: str
     return PyinfraRun(process.returncode, process.stdout + process.stderr, commands)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lab's test modules first, the fast ones last: beside each other (scripts/test runs them with
+    pytest-xdist, a module per worker), the many short fast modules fill the end of the long lab ones."""
+    items.sort(key=lambda item: 0 if "tests/e2e/" in item.nodeid else 1 if "tests/lab/" in item.nodeid else 2)
+
+
 def distributed_controller(config: pytest.Config) -> bool:
     """True in the process that hands the tests to pytest-xdist's workers (`-n`), which run them."""
     return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
