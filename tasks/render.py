@@ -82,10 +82,11 @@ def alias_answer(settings: Settings, myhostname: str, address: str) -> str:
     return ""
 
 
-def sender_answer(settings: Settings, address: str) -> str:
-    """What sender_canonical is meant to answer: Postfix's own bounce senders stay, every other sender
-    becomes sender_address."""
-    if address.lower().partition("@")[0] in ("mailer-daemon", "double-bounce"):
+def sender_answer(settings: Settings, myhostname: str, address: str) -> str:
+    """What sender_canonical is meant to answer: Postfix's own bounce senders (of this machine) stay,
+    every other sender becomes sender_address."""
+    local, _, domain = address.lower().partition("@")
+    if local in ("mailer-daemon", "double-bounce") and domain == myhostname.lower():
         return address
     return settings.sender_address
 
@@ -165,7 +166,7 @@ def meaning(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: str) ->
     probes += [settings.sender_address, "someone@nullclient-probe.invalid"]
     lookups = [("virtual_alias", address, alias_answer(settings, myhostname, address)) for address in _once(probes)]
     lookups += [
-        ("sender_canonical", address, sender_answer(settings, address))
+        ("sender_canonical", address, sender_answer(settings, myhostname, address))
         for address in (f"root@{myhostname}", f"MAILER-DAEMON@{myhostname}")
     ]
     login = ("sasl_passwd", settings.relayhost, f"{settings.smtp_user}:{settings.password.unmask()}")
@@ -184,6 +185,7 @@ def render_files(settings: Settings, fqdn: str, host_has_ipv6: bool, ca_file: st
         "sender_address": settings.sender_address,
         "extra_aliases": settings.extra_aliases,
         "local_domains": local_domains(myhostname),
+        "myhostname": myhostname,
     }
     secrets = {f.name: f for f in render_secret_files(settings)}
     files = []
