@@ -72,7 +72,8 @@ def backend() -> keyring.backend.KeyringBackend:
     try:
         return keyring.get_keyring()
     except Exception as error:  # ImportError, the backend's own viability error (RuntimeError, OSError, ...)
-        reason = str(error).rstrip(".")  # the message goes on after it
+        # One line (a keyringrc.cfg that is not INI is reported over three); the message goes on after it.
+        reason = " ".join(str(error).split()).rstrip(".")
         raise ChosenBackendUnusable(f"{type(error).__name__}: {reason}") from error
 
 

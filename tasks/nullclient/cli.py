@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from importlib import metadata
@@ -16,6 +17,9 @@ from postfix_nullclient.spec import HOSTNAME
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 TEST_MAIL_TIMEOUT = 60
+# The longest --test-mail wait: a day. The host's shell adds it to the clock, and a number past 64 bits
+# wraps around there: the wait would end at once, with the test mail "not left".
+TEST_MAIL_MAX = 86400
 DISTRIBUTION = "postfix-nullclient"  # pyproject.toml's project name: its version is the installed one's
 
 
@@ -30,6 +34,8 @@ def seconds(text: str) -> int:
     """--test-mail's SECONDS: a whole number, 0 for no test mail."""
     if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. --test-mail 60; 0: no test mail)")
+    if int(text) > TEST_MAIL_MAX:
+        raise argparse.ArgumentTypeError(f"{text} seconds is longer than a day; give at most {TEST_MAIL_MAX}")
     return int(text)
 
 
@@ -238,6 +244,8 @@ def _local_target(args: argparse.Namespace) -> Target:
 def main(argv: list[str] | None = None) -> int:
     """The command's exit status, one of exit_codes.ExitCode; argparse exits with 2 by itself."""
     args = build_parser().parse_args(argv)
+    if sys.stdin is None:  # started with stdin closed (`<&-`): as empty as /dev/null, and refused as that is
+        sys.stdin = open(os.devnull)  # noqa: SIM115  (for the whole run)
     try:
         return run(args)
     except UsageError as error:
@@ -246,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nullclient {args.command}: interrupted; run it again to finish", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout is gone (`nullclient status | head -1`): it has what it wanted. Python's
+        # documented way out: stdout to /dev/null, so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.NOT_WELL
 
 
 if __name__ == "__main__":
