@@ -12,6 +12,7 @@ import pytest
 
 from postfix_nullclient.keyring_lookup import PASS_BACKEND
 from tests.conftest import PROJECT, run_pyinfra, store_password
+from tests.test_nullclient_cli import nullclient
 
 SERVICE = "nullclient-lookup-test"
 ENTRIES = {f"host{k}@example.net": f"pass word {k} #:@$%'\"" for k in range(12)}
@@ -198,10 +199,7 @@ def deploy_fake_host(env: dict[str, str], tmp_path: Path):
 
 def secret_show(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     (tmp_path / "inventory.py").write_text(INVENTORY)
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", "secret", "show", "-i", str(tmp_path / "inventory.py")],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return nullclient(env, "secret", "show", "-i", str(tmp_path / "inventory.py"))
 
 
 def test_without_a_backend_the_deploy_refuses_the_host_naming_its_entry_and_the_ways_out(no_backend_env, tmp_path):

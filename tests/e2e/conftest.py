@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,22 @@ def run_deploy(env: dict[str, str], inventory: str, *args: str, extra_env: dict[
         timeout=900,
     )
     return DeployRun(process.returncode, process.stdout + process.stderr)
+
+
+def lab_nullclient(
+    env: dict[str, str], lab_hosts: str, *args: str, input: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`nullclient ARGS` from the project directory, its lab inventory (lab/inventory.py) limited to
+    `lab_hosts` (comma-separated names), as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
+        cwd=PROJECT,
+        env={**env, "NULLCLIENT_LAB_HOSTS": lab_hosts},
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def lab_host_data(workstation: Workstation, **extra: object) -> dict:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,8 +20,7 @@ import pytest
 from lab import smarthost
 from lab.config import STATE_DIR
 from postfix_nullclient.nullclient.checks import CONFIGURATION, LOGIN, PASSWORD_MAP, QUEUE, RELAY
-from tests.conftest import PROJECT
-from tests.e2e.conftest import Workstation, deploy
+from tests.e2e.conftest import Workstation, deploy, lab_nullclient
 from tests.test_nullclient_cli import on_a_terminal
 
 NAME = "cv1"
@@ -30,15 +28,8 @@ INVENTORY = ["-i", "lab/inventory.py"]
 CHECK_LINE = re.compile(r"  (ok  |FAIL)  ([^:]+): (.*)$")
 
 
-def nullclient(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
-        cwd=PROJECT,
-        env={**env, "NULLCLIENT_LAB_HOSTS": NAME},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def nullclient(env: dict[str, str], *args: str, **options) -> subprocess.CompletedProcess:
+    return lab_nullclient(env, NAME, *args, **options)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -20,23 +19,14 @@ import pytest
 
 from lab import smarthost
 from lab.config import STATE_DIR
-from tests.conftest import PROJECT
-from tests.e2e.conftest import Workstation, deploy
+from tests.e2e.conftest import Workstation, deploy, lab_nullclient
 
 NAME = "vt1"
 INVENTORY = ["-i", "lab/inventory.py"]
 
 
-def nullclient(env: dict[str, str], *args: str, input: str = "", timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
-        cwd=PROJECT,
-        env={**env, "NULLCLIENT_LAB_HOSTS": NAME},
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def nullclient(env: dict[str, str], *args: str, **options) -> subprocess.CompletedProcess:
+    return lab_nullclient(env, NAME, *args, **options)
 
 
 def drain(ws: Workstation) -> None:
