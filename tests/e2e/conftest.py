@@ -58,10 +58,12 @@ class Workstation:
     smtp_user: str
     password: str
 
-    def run(self, command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, command: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         from lab import hosts
 
-        return hosts.ssh(self.name, command, check=check, input=input)
+        return hosts.ssh(self.name, command, check=check, input=input, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

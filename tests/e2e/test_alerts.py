@@ -41,6 +41,7 @@ def al(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Al]:
         "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
         "-o DPkg::Lock::Timeout=300 cron sudo unattended-upgrades >/dev/null",
         check=False,
+        timeout=600,
     )
     assert installed.returncode == 0, installed.stderr
     inventory = write_inventory(

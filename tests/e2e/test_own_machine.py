@@ -70,7 +70,9 @@ def rw12(make_workstations, wheels) -> Workstation:
         check=True,
         timeout=120,
     )
-    made.run(f"python3 -m venv {VENV} && {VENV}/bin/pip install -q --no-index --find-links {WHEELS} postfix-nullclient")
+    # pip compiles every module of pyinfra and its dependencies: 60 s was not enough on a loaded CI machine.
+    install = f"python3 -m venv {VENV} && {VENV}/bin/pip install -q --no-index --find-links {WHEELS} postfix-nullclient"
+    made.run(install, timeout=600)
     made.run(f"cat > {OWNER_DIR}/deploy.py", input=(PROJECT / "deploy.py").read_text())
     # The owner stores the password once (keyring set prompts; here it comes on stdin).
     store = (
@@ -84,10 +86,7 @@ def local_deploy(workstation: Workstation) -> subprocess.CompletedProcess:
     pyinfra = (
         f"cd {OWNER_DIR} && PYINFRA_PROGRESS=off {VENV}/bin/pyinfra @local deploy.py -y --data forward_to={FORWARD_TO}"
     )
-    return workstation.run(
-        in_keyring_session(pyinfra),
-        check=False,
-    )
+    return workstation.run(in_keyring_session(pyinfra), check=False, timeout=600)  # a first deploy installs Postfix
 
 
 def test_pyinfra_at_local_configures_the_machine_like_an_ssh_deploy(rw12, keyring_env):

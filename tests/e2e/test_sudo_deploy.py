@@ -61,7 +61,7 @@ SLOW_SHELL = '#!/bin/sh\nsleep 0.3\nexec /bin/bash "$@"\n'
 
 
 def make_deployer(workstation: Workstation, sudo_password: str | None) -> None:
-    workstation.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo >/dev/null", input=None)
+    workstation.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo >/dev/null", timeout=600)
     workstation.run(
         "useradd -m -s /bin/bash deployer && install -d -m 700 -o deployer -g deployer /home/deployer/.ssh"
         " && install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys /home/deployer/.ssh/"

@@ -61,6 +61,7 @@ def wd(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Wd]:
         "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
         "-o DPkg::Lock::Timeout=300 dbus dbus-user-session libpam-systemd libnotify-bin >/dev/null",
         check=False,
+        timeout=600,
     )
     assert installed.returncode == 0, installed.stderr
     inventory = write_inventory(
