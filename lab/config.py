@@ -8,6 +8,10 @@ STATE_DIR = Path("/run/nullclient-lab")
 CACHE_DIR = Path("/var/cache/nullclient-lab")
 
 BRIDGE = "nclab0"
+# Set, so that it stays: a bridge left to itself takes the lowest MAC among its ports and changes it as
+# hosts come and go, and the hosts' ARP entries for the gateway (DNS, apt proxy, smarthost) go stale:
+# their connections time out until ARP finds the new one. Locally administered, 0a:d5 for 10.213.
+BRIDGE_MAC = "02:00:0a:d5:00:01"
 NETWORK_PREFIX = "10.213.0"  # a /24 used by nothing but the lab's own hosts
 GATEWAY = f"{NETWORK_PREFIX}.1"  # the machine itself on the bridge: DNS, apt proxy, smarthost
 APT_PROXY_PORT = 3142

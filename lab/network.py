@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.config import APT_PROXY_PORT, BRIDGE, CACHE_DIR, DOMAIN, GATEWAY, RELAY_NAME, STATE_DIR
+from lab.config import APT_PROXY_PORT, BRIDGE, BRIDGE_MAC, CACHE_DIR, DOMAIN, GATEWAY, RELAY_NAME, STATE_DIR
 from lab.tools import LabError
 
 DNS_HOSTS_DIR = STATE_DIR / "dns"  # one hosts file per lab host, read by dnsmasq as they come and go
@@ -126,6 +126,7 @@ def bridge_exists() -> bool:
 def ensure_bridge() -> None:
     if not bridge_exists():
         _ip("link", "add", BRIDGE, "type", "bridge")
+    _ip("link", "set", BRIDGE, "address", BRIDGE_MAC)
     addresses = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", BRIDGE], capture_output=True, text=True)
     if f" {GATEWAY}/24 " not in addresses.stdout:
         _ip("addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)

@@ -111,3 +111,25 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_the_gateways_mac_stays_when_a_port_with_a_lower_one_joins_the_bridge(host) -> None:
+    """A bridge left to itself takes its lowest port's MAC: the hosts' ARP entries for the gateway went
+    stale as hosts came and went, and their mail to the lab's relays timed out (seen in a full run)."""
+    import subprocess
+
+    from lab.config import BRIDGE, BRIDGE_MAC, GATEWAY
+
+    mac = Path(f"/sys/class/net/{BRIDGE}/address")
+    assert mac.read_text().strip() == BRIDGE_MAC
+    subprocess.run(
+        ["ip", "link", "add", "t-lab-low", "address", "00:00:00:00:00:01", "type", "veth", "peer", "name", "t-lab-pr"],
+        check=True,
+    )
+    try:
+        subprocess.run(["ip", "link", "set", "t-lab-low", "master", BRIDGE], check=True)
+        assert mac.read_text().strip() == BRIDGE_MAC
+    finally:
+        subprocess.run(["ip", "link", "del", "t-lab-low"], check=True)
+    assert mac.read_text().strip() == BRIDGE_MAC
+    assert BRIDGE_MAC in run(host, f"ping -c 1 -W 2 {GATEWAY} >/dev/null; ip neigh show {GATEWAY}")
