@@ -148,7 +148,7 @@ def read_back(workstation: Workstation, files: list[ManagedFile], meant) -> obje
     return workstation.run("sh -s", input=script, check=False)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=host_data(), password=passwords)
 @example(
     data={
