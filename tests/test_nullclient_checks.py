@@ -8,6 +8,7 @@ from postfix_nullclient.nullclient.checks import (
     CERTIFICATE_FIX,
     RELAY_SETTINGS_FIX,
     ROTATE_COMMAND,
+    RUN_THE_DEPLOY,
     Check,
     Health,
     MailProbe,
@@ -71,11 +72,15 @@ def test_each_fallback_relay_is_checked_as_the_relay_is_from_what_the_host_repor
         host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None), ("spare.example.net", None))
     )
     refused = "posttls-finger: Connection refused"
+    accepted = LOGIN.format(answer="235 2.7.0 Authentication successful").replace("login ", "")
     lines = [
         "fallback_map_login [backup.example.net]:587 torres@example.net",
         *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
+        *(f"fallback_login [backup.example.net]:587 {line}" for line in accepted.splitlines()),
         "fallback_map_login [spare.example.net]:587 torres@example.net",
         f"fallback_finger [spare.example.net]:587 {refused}",
+        "fallback_login [spare.example.net]:587 4097E1F6FF7E0000:error:8000006F:system library:BIO_connect:"
+        "Connection refused:bio_sock2.c:114:",
         "sasl_module plain",
     ]
     checks = check_fallback_relays(settings, NullClientHealth().process(lines))
@@ -83,11 +88,16 @@ def test_each_fallback_relay_is_checked_as_the_relay_is_from_what_the_host_repor
     assert [(c.name, c.ok) for c in checks] == [
         ("fallback password map [backup.example.net]:587", True),
         ("fallback relay [backup.example.net]:587", True),
+        ("fallback login [backup.example.net]:587", True),
         ("fallback password map [spare.example.net]:587", True),
         ("fallback relay [spare.example.net]:587", False),
+        ("fallback login [spare.example.net]:587", False),
     ]
     assert checks[1].detail.startswith("[backup.example.net]:587: certificate verified")
-    assert checks[3].detail == "[spare.example.net]:587 is not reachable: Connection refused"
+    assert checks[2].detail == "the relay accepts the login torres@example.net: 235 2.7.0 Authentication successful"
+    assert checks[4].detail == "[spare.example.net]:587 is not reachable: Connection refused"
+    assert "not tried" in checks[5].detail
+    assert checks[5].fix == f"correct fallback_relays if [spare.example.net]:587 is wrong and {RUN_THE_DEPLOY}"
     unknown = check_fallback_relays(settings, NullClientHealth().process(lines[:2]))
     assert (unknown[-1].name, unknown[-1].ok, unknown[-1].detail) == (
         "fallback relay [spare.example.net]:587",
@@ -256,6 +266,45 @@ def test_a_login_the_relay_refuses_fails_with_its_words_and_names_rotate():
     check = check_login(host_settings("torres", "pw"), login_health(LOGIN.format(answer=answer)))
     assert not check.ok and check.detail.endswith(f"with the password in the host's map: {answer}")
     assert ROTATE_COMMAND in check.fix
+
+
+def test_a_fallback_relay_that_refuses_the_login_fails_naming_the_account_it_lacks_not_rotate():
+    from dataclasses import replace
+
+    from postfix_nullclient.nullclient.checks import check_fallback_relays
+
+    settings = replace(host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None),))
+    answer = "535 5.7.8 Authentication credentials invalid"
+    lines = [
+        "fallback_map_login [backup.example.net]:587 torres@example.net",
+        *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
+        *(
+            f"fallback_login [backup.example.net]:587 {line.removeprefix('login ')}"
+            for line in LOGIN.format(answer=answer).splitlines()
+        ),
+    ]
+    [_, _, login] = check_fallback_relays(settings, NullClientHealth().process(lines))
+
+    assert (login.name, login.ok) == ("fallback login [backup.example.net]:587", False)
+    assert login.detail.endswith(f"with the password in the host's map: {answer}")
+    assert login.fix.startswith("give torres@example.net on [backup.example.net]:587 the keyring entry's password")
+    assert ROTATE_COMMAND not in login.fix
+
+
+def test_without_openssl_no_login_is_tried_on_the_relay_or_a_fallback_and_both_say_why():
+    from dataclasses import replace
+
+    from postfix_nullclient.nullclient.checks import check_fallback_relays
+
+    settings = replace(host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None),))
+    found = NullClientHealth().process([
+        "map_login torres@example.net",
+        "login_tool_missing openssl or base64",
+        "fallback_map_login [backup.example.net]:587 torres@example.net",
+    ])  # fmt: skip
+    [*_, fallback_login] = check_fallback_relays(settings, found)
+    for check in (check_login(settings, found), fallback_login):
+        assert not check.ok and check.detail == "not tried: openssl or base64 is not installed on the host"
 
 
 def test_a_login_is_not_tried_without_a_verified_certificate():

@@ -51,7 +51,7 @@ class Health:
     login_tool_missing: str = ""  # why the login could not be tried
     queue: list[dict] = field(default_factory=list)
     queue_error: list[str] = field(default_factory=list)  # postqueue failed: its words, what remains
-    fallbacks: dict[str, Health] = field(default_factory=dict)  # each fallback relay: its map_login and finger
+    fallbacks: dict[str, Health] = field(default_factory=dict)  # each fallback relay: its map_login, finger, login
 
 
 class NullClientHealth(FactBase[Health]):
@@ -77,13 +77,15 @@ class NullClientHealth(FactBase[Health]):
                 health.map_login = value.strip()
             elif key == "finger":
                 health.finger.append(value)
-            elif key in ("fallback_map_login", "fallback_finger"):
+            elif key in ("fallback_map_login", "fallback_finger", "fallback_login"):
                 endpoint, _, rest = value.partition(" ")
                 fallback = health.fallbacks.setdefault(endpoint, Health(relayhost=endpoint))
                 if key == "fallback_map_login":
                     fallback.map_login = rest.strip()
-                else:
+                elif key == "fallback_finger":
                     fallback.finger.append(rest)
+                else:
+                    fallback.login.append(rest.rstrip("\r"))
             elif key == "sasl_module":
                 health.sasl_modules.append(value.strip())
             elif key == "login":
@@ -337,8 +339,8 @@ def check_relay(settings: Settings, health: Health) -> Check:
 
 
 def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
-    """The password map and relay checks of each fallback relay, as of the relay (the live AUTH login is
-    tried on relay_host only)."""
+    """The password map, relay and login checks of each fallback relay, as of the relay: a fallback
+    relay is used with the relay's login and password, so it must accept them too."""
     checks = []
     for endpoint in settings.fallback_relayhosts:
         if endpoint not in health.fallbacks:
@@ -346,8 +348,21 @@ def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
                 Check(fallback_name(RELAY, endpoint), False, "is not in Postfix's smtp_fallback_relay", RUN_THE_DEPLOY)
             )
             continue
-        found = replace(health.fallbacks[endpoint], sasl_modules=health.sasl_modules)
-        for check in (check_password_map(settings, found), check_relay(settings, found)):
+        found = replace(
+            health.fallbacks[endpoint],
+            sasl_modules=health.sasl_modules,
+            login_tool_missing=health.login_tool_missing,
+        )
+        login = check_login(
+            settings,
+            found,
+            refused_fix=(
+                f"give {settings.smtp_user} on {endpoint} the keyring entry's password, as on relay_host (a fallback "
+                f"relay is used with the same login), or take it out of fallback_relays and {RUN_THE_DEPLOY}"
+            ),
+            settings_fix=f"correct fallback_relays if {endpoint} is wrong and {RUN_THE_DEPLOY}",
+        )
+        for check in (check_password_map(settings, found), check_relay(settings, found), login):
             checks.append(replace(check, name=fallback_name(check.name, endpoint)))
     return checks
 
@@ -355,11 +370,17 @@ def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
 SMTP_REPLY = re.compile(r"(\d{3})[ -]")
 
 
-def check_login(settings: Settings, health: Health) -> Check:
+ONE_PASSWORD_FIX = f"give the host and the relay one password: {ROTATE_COMMAND}"
+
+
+def check_login(
+    settings: Settings, health: Health, refused_fix: str = ONE_PASSWORD_FIX, settings_fix: str = RELAY_SETTINGS_FIX
+) -> Check:
     """The relay's answer to AUTH PLAIN with the password map's entry, tried on the host (health.sh.j2).
 
     Its reply code is the relay's word, after openssl verified the relay's certificate; the first
-    reply that is not part of EHLO's (250) is the answer to AUTH."""
+    reply that is not part of EHLO's (250) is the answer to AUTH. The fixes: for a login the relay
+    refuses, and for a relay that could not be reached."""
     if health.map_login is None or not health.map_login:
         return Check(LOGIN, False, "not tried: the password map has no entry for the relay", RUN_THE_DEPLOY)
     if health.login_tool_missing:
@@ -374,11 +395,11 @@ def check_login(settings: Settings, health: Health) -> Check:
             LOGIN,
             False,
             f"the relay refuses the login {health.map_login} with the password in the host's map: {answer}",
-            f"give the host and the relay one password: {ROTATE_COMMAND}",
+            refused_fix,
         )
     if answer:
         return Check(LOGIN, False, f"the relay did not accept the login {health.map_login}: {answer}",
-                     f"try again later; if it persists: {ROTATE_COMMAND}")  # fmt: skip
+                     f"try again later; if it persists: {refused_fix}")  # fmt: skip
     said = [line for line in health.login if not line.startswith(("depth=", "verify return:"))]
     problem = next((line for line in said if re.search(r"error|refused|unknown|timed out", line, re.I)), "")
     # No session because of the certificate, or because the relay could not be reached or said nothing.
@@ -388,7 +409,7 @@ def check_login(settings: Settings, health: Health) -> Check:
         False,
         f"not tried: no TLS session with a verified certificate, so the password was not sent: "
         f"{problem or (said[-1] if said else 'openssl printed nothing (no answer within 15 s)')}",
-        CERTIFICATE_FIX if certificate else RELAY_SETTINGS_FIX,
+        CERTIFICATE_FIX if certificate else settings_fix,
     )
 
 

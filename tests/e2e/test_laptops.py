@@ -273,6 +273,36 @@ def test_the_fallback_relay_takes_the_mail_while_the_relay_is_down_and_the_relay
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert re.search(rf"ok +fallback relay \[{second}\]:587: \[{second}\]:587: certificate verified", verify.stdout)
     assert re.search(rf"ok +fallback password map \[{second}\]:587: ", verify.stdout)
+    assert re.search(
+        rf"ok +fallback login \[{second}\]:587: the relay accepts the login {lt1.smtp_user}: 235 ", verify.stdout
+    )
+
+
+def test_verify_fails_when_a_fallback_relay_refuses_the_login_and_names_the_account_it_lacks(
+    lt1, relays, keyring_env, tmp_path
+):
+    first, second = (f"{name}.{DOMAIN}" for name in RELAYS)
+    inventory = write_inventory(
+        tmp_path / "inventory.py", [(lt1.fqdn, lab_host_data(lt1, relay_host=first, fallback_relays=[second]))]
+    )
+    run = run_deploy(keyring_env, str(inventory))
+    assert run.returncode == 0, run.output
+    smarthost.set_account(STATE_DIR, lt1.smtp_user, "another-password", name=RELAYS[1])
+    try:
+        verify = nullclient(keyring_env, "verify", "-i", str(inventory))
+    finally:
+        smarthost.set_account(STATE_DIR, lt1.smtp_user, lt1.password, name=RELAYS[1])
+
+    print(verify.stdout)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert re.search(rf"ok +login: the relay accepts the login {lt1.smtp_user}: 235 ", verify.stdout)
+    assert re.search(
+        rf"FAIL +fallback login \[{second}\]:587: the relay refuses the login {lt1.smtp_user} with the password in "
+        r"the host's map: 535 ",
+        verify.stdout,
+    )
+    assert f"give {lt1.smtp_user} on [{second}]:587 the keyring entry's password, as on relay_host" in verify.stdout
+    assert lt1.password not in verify.stdout + verify.stderr
 
 
 def test_status_says_since_when_mail_waits_for_the_network_and_when_the_oldest_would_expire(
