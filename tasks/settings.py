@@ -91,14 +91,29 @@ def refusal(host_name: str, setting: Setting, written: Any, reason: Invalid) -> 
     )
 
 
-def password_problem(password: str) -> str | None:
-    """Why the password map cannot hold `password` ("is empty", ...), or None."""
+# RFC 4954: a server must accept an AUTH command line of 12288 octets; a longer one may be refused.
+AUTH_LINE_LIMIT = 12288
+
+
+def auth_plain_line_length(login: str, password: str) -> int:
+    """Octets of `AUTH PLAIN <base64 of NUL login NUL password>` with its CRLF, as Postfix's client sends it."""
+    encoded = (len(login.encode()) + len(password.encode()) + 2 + 2) // 3 * 4
+    return len("AUTH PLAIN ") + encoded + 2
+
+
+def password_problem(password: str, login: str) -> str | None:
+    """Why the password map cannot hold `password` for `login` ("is empty", ...), or None."""
     if password == "":
         return "is empty"
     if any(c in password for c in "\n\r\0"):
         return "contains a line break or NUL, which the password map cannot hold"
     if password != password.strip():
         return "starts or ends with white space, which Postfix would drop"
+    if (octets := auth_plain_line_length(login, password)) > AUTH_LINE_LIMIT:
+        return (
+            f"is too long: the login with it makes an AUTH PLAIN line of {octets} octets, and a mail server "
+            f"need not take more than {AUTH_LINE_LIMIT} (RFC 4954)"
+        )
     return None
 
 
@@ -110,7 +125,7 @@ def _password_problems(host_name: str, entry: Entry, passwords: dict[Entry, str 
     store = f"store it with: keyring set {end_of_options}{shlex.quote(service)} {shlex.quote(user)}"
     if password is None:
         return [f"{host_name}: no password in the keyring for service {service!r}, user {user!r}; {store}"]
-    if problem := password_problem(password):
+    if problem := password_problem(password, user):
         return [f"{host_name}: the keyring entry for service {service!r}, user {user!r} {problem}; {store}"]
     return []
 

@@ -126,11 +126,16 @@ def test_bad_settings_are_refused_before_any_command(env, tmp_path, data, messag
     assert run.commands == {}
 
 
-def test_a_password_the_map_cannot_hold_is_refused(env, tmp_path):
-    store_password(env, SERVICE, "torres@example.net", "first line\nsecond line")
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [("first line\nsecond line", "contains a line break"), ("first line" * 1000, "is too long")],
+    ids=["two lines", "10000 characters"],
+)
+def test_a_password_the_map_or_the_relay_cannot_take_is_refused(env, tmp_path, password, reason):
+    store_password(env, SERVICE, "torres@example.net", password)
     run = run_pyinfra(env, tmp_path, write_inventory(tmp_path / "inventory.py", {"torres": None}), "-y")
     assert run.returncode != 0
-    assert "contains a line break" in run.output
+    assert f"the keyring entry for service '{SERVICE}', user 'torres@example.net' {reason}" in run.output
     assert "first line" not in run.output
     assert run.commands == {}
 

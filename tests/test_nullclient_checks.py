@@ -1,8 +1,11 @@
 """nullclient's judgements on what a host reports: pure functions, fed with real tool output."""
 
+import base64
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from postfix_nullclient.nullclient.checks import (
     CERTIFICATE_FIX,
@@ -23,7 +26,7 @@ from postfix_nullclient.nullclient.checks import (
 from postfix_nullclient.nullclient.commands import fix_text, say, verify_lines, verify_report
 from postfix_nullclient.nullclient.passwords import PASSWORD_LENGTH, account_of, generate_password, password_problem
 from postfix_nullclient.nullclient.targets import Target
-from postfix_nullclient.settings import check_host
+from postfix_nullclient.settings import auth_plain_line_length, check_host
 from tests.test_deploy_fake import host_settings
 
 # posttls-finger -l secure against the lab's smarthost on port 587, as a Debian 12 host printed it.
@@ -225,9 +228,24 @@ def test_generated_passwords_are_32_letters_and_digits_and_differ():
     assert all(len(p) == PASSWORD_LENGTH and p.isalnum() and p.isascii() for p in passwords)
 
 
-@pytest.mark.parametrize("password", ["", "two\nlines", " padded", "nul\0"])
+@pytest.mark.parametrize("password", ["", "two\nlines", " padded", "nul\0", "x" * 10_000_000])
 def test_passwords_the_deploy_would_refuse_are_refused(password):
-    assert password_problem(password)
+    assert password_problem(password, "torres@example.net")
+
+
+def test_the_longest_password_is_the_one_whose_auth_plain_line_is_12288_octets():
+    login = "torres@example.net"
+    assert password_problem("p" * 9184, login) is None
+    assert password_problem("p" * 9185, login) == (
+        "the password is too long: the login with it makes an AUTH PLAIN line of 12289 octets, and a mail "
+        "server need not take more than 12288 (RFC 4954)"
+    )
+
+
+@given(st.text(max_size=40), st.text(max_size=200))
+def test_the_auth_plain_line_length_is_that_of_the_line_postfix_sends(login, password):
+    line = b"AUTH PLAIN " + base64.b64encode(b"\0" + login.encode() + b"\0" + password.encode()) + b"\r\n"
+    assert auth_plain_line_length(login, password) == len(line)
 
 
 # What health.sh.j2's login printed on a Debian 12 host against the lab's smarthost (openssl s_client

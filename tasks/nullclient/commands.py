@@ -418,7 +418,7 @@ def rotate(target: Target, from_stdin: bool, yes: bool, test_mail_timeout: int) 
             f"{name} has no password yet ({entry.describe()}): use nullclient bootstrap or nullclient secret set"
         )
     new = read_password_from(sys.stdin) if from_stdin else passwords.generate_password()
-    problem = passwords.password_problem(new)
+    problem = passwords.password_problem(new, entry.user)
     if problem:
         raise UsageError(f"refusing the new password: {problem}")
     if new == old:

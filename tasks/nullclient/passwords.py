@@ -67,9 +67,9 @@ def generate_password() -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def password_problem(password: str) -> str | None:
-    """Why the deploy would refuse this password, or None."""
-    problem = settings_password_problem(password)
+def password_problem(password: str, login: str) -> str | None:
+    """Why the deploy would refuse this password for `login`, or None."""
+    problem = settings_password_problem(password, login)
     return f"the password {problem}" if problem else None
 
 
@@ -93,7 +93,7 @@ def read(account: Account) -> str | None:
 
 
 def store(account: Account, password: str) -> None:
-    problem = password_problem(password)
+    problem = password_problem(password, account.user)
     if problem:
         raise UsageError(f"refusing to store it for {account.describe()}: {problem}")
     _keyring_call("store", account, "set_password", password)
