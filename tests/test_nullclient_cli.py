@@ -182,6 +182,14 @@ def test_secret_set_stdin_refuses_two_lines_and_stores_nothing(env, inventory):
     assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu").stdout.startswith("@fake/sulu: NO")
 
 
+def test_secret_set_refuses_a_password_too_long_for_auth_plain_and_stores_nothing(env, inventory):
+    run = nullclient(env, "secret", "set", "-i", str(inventory), "@fake/sulu", "--stdin", input="x" * 1_000_000)
+    assert run.returncode == 2, run.stdout
+    assert "the password is too long: the login with it makes an AUTH PLAIN line of" in run.stderr
+    assert "x" * 100 not in run.stdout + run.stderr
+    assert nullclient(env, "secret", "show", "-i", str(inventory), "@fake/sulu").stdout.startswith("@fake/sulu: NO")
+
+
 def test_a_name_that_does_not_resolve_is_reported_before_any_host_key(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(PROJECT)
     known_hosts = ["--known-hosts", str(tmp_path / "known_hosts")]
