@@ -21,9 +21,15 @@ def wanted() -> bool:
 def show_file(label: str, old: str | None, new: str) -> None:
     """A plain file that would change: `old` None when the host does not have it yet."""
     host.log(f"Will {'create' if old is None else 'change'} {label}", logger.info)
-    for line in unified_diff((old or "").splitlines(), new.splitlines()):
+    for line in unified_diff(lines(old or ""), lines(new)):
         logger.info("  %s", line)
     logger.info("")
+
+
+def lines(text: str) -> list[str]:
+    """The lines of a file as Postfix and sh read them, split at "\\n" only: a "\\r" or form feed in a
+    line shows in it (escaped), rather than as two lines that the file does not have."""
+    return text.removesuffix("\n").split("\n") if text else []
 
 
 def show_secret(label: str, new: bool) -> None:
@@ -39,8 +45,18 @@ def show_removal(label: str) -> None:
 
 
 def unified_diff(old: list[str], new: list[str]) -> Iterator[str]:
-    """A unified diff with two lines of context, without file headers: "@@ ...", "- old", "+ new", "  same"."""
-    for line in difflib.unified_diff(old, new, n=2, lineterm=""):
-        if line.startswith(("--- ", "+++ ")):
+    """A unified diff with two lines of context, without file headers: "@@ ...", "- old", "+ new", "  same".
+
+    Only difflib's first two lines are its headers: a removed line "-- x" is "--- x" too, and an added
+    "++ x" is "+++ x", and both must show. A character that is not printable shows escaped (\\x1b, \\r; a
+    tab stays, as the maps' tabs must), so that a line of a host's file can neither move the terminal's
+    cursor nor erase the lines above it."""
+    for number, line in enumerate(difflib.unified_diff(old, new, n=2, lineterm="")):
+        if number < 2:  # "--- " and "+++ ", the (empty) file names
             continue
-        yield line if line.startswith("@@") else f"{line[:1] or ' '} {line[1:]}"
+        yield line if line.startswith("@@") else f"{line[:1] or ' '} {printable(line[1:])}"
+
+
+def printable(text: str) -> str:
+    """`text` with each character that is not printable, but a tab, as its Python escape."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)

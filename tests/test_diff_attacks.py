@@ -1,0 +1,150 @@
+"""Attacks on --diff and pyinfra's output: passwords that look like other content, rotation, setting
+values that look like diff syntax, the tables with long host names and every refusal.
+
+The strongest check is differential: two runs that differ only in the password must print the same
+bytes. Then nothing of the password (itself, base64, a digest, its length, which characters changed)
+can be in the output, whatever masking does or does not do.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import run_pyinfra, store_password
+from tests.test_deploy_fake import (
+    EVERY_ALERT_SOURCE,
+    FRESH_DEBIAN,
+    SERVICE,
+    configured_everywhere,
+    host_settings,
+    write_inventory,
+)
+
+BASELINE = "baseline-Pa55word-that-is-long-and-plain-0123456789"
+LOOKALIKES = {
+    "the login": "torres@example.net",
+    "the relay": "mail.example.net",
+    "yes": "yes",
+    "smtp": "smtp",
+    "587": "587",
+    "stars": "***",
+    "masked": "*MASKED*",
+    "one character": "x",
+    "leading dash": "-x",
+    "leading plus": "+x",
+    "hunk header": "@@ -1,3 +1,3 @@",
+    "tab": "a\tb",
+    "backslash": "a\\b",
+    "non-ASCII": "pässwörd€",
+    "percent": "%s%d%(x)s{0}",
+}
+VOLATILE = re.compile(r"0x[0-9a-f]+|\d+\.\d+s|\d+(\.\d+)? ?(ms|seconds?)|in \d+\.\d+")
+
+
+def normalized(output: str) -> str:
+    return VOLATILE.sub("N", output)
+
+
+@pytest.fixture
+def env(keyring_env):
+    return keyring_env
+
+
+def dry_diff(env, tmp_path, password: str, answer: list[str], *args: str) -> str:
+    store_password(env, SERVICE, "torres@example.net", password)
+    inventory = write_inventory(tmp_path / "inventory.py", {"torres": answer})
+    run = run_pyinfra(env, tmp_path, inventory, *args)
+    assert run.returncode == 0, run.output
+    return normalized(run.output)
+
+
+@pytest.mark.parametrize("password", LOOKALIKES.values(), ids=LOOKALIKES.keys())
+def test_first_deploy_dry_diff_prints_the_same_bytes_whatever_the_password(env, tmp_path, password):
+    answer = [*FRESH_DEBIAN, *EVERY_ALERT_SOURCE]
+    args = ("--dry", "--diff", "-vvv", "--debug")
+    baseline = dry_diff(env, tmp_path, BASELINE, answer, *args)
+    attack = dry_diff(env, tmp_path, password, answer, *args)
+    assert "Will create sasl_passwd: a secret (content not shown)" in attack
+    assert attack == baseline
+
+
+ROTATIONS = {
+    "one character more": ("old-Pa55word", "old-Pa55wordX"),
+    "one character changed": ("old-Pa55word", "old-Pa55worX"),
+    "long to one character": (BASELINE, "x"),
+    "to the old one's base64": ("old-Pa55word", "b2xkLVBhNTV3b3Jk"),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), ROTATIONS.values(), ids=ROTATIONS.keys())
+def test_rotation_dry_diff_prints_the_same_bytes_whatever_the_old_and_new_password(env, tmp_path, old, new):
+    """The host holds `old`, the keyring `new`: the output is that of any other rotation."""
+    args = ("--dry", "--diff", "-vvv", "--debug")
+
+    def rotated(old_password: str, new_password: str) -> str:
+        settings = host_settings("torres", old_password)
+        answer = [
+            line for line in configured_everywhere(settings, "torres.example.net") if line != "secret_same sasl_passwd"
+        ]
+        return dry_diff(env, tmp_path, new_password, answer, *args)
+
+    baseline = rotated("some-0ther-password", BASELINE)
+    attack = rotated(old, new)
+    assert "Will change sasl_passwd: the secret changed (content not shown)" in attack
+    assert attack == baseline
+
+
+@pytest.mark.parametrize("password", ["yes", "x", "torres@example.net", "-x"], ids=["yes", "x", "login", "dash"])
+def test_first_deploy_with_y_prints_the_same_bytes_whatever_the_password(env, tmp_path, password):
+    answer = [*FRESH_DEBIAN, *EVERY_ALERT_SOURCE]
+    args = ("-y", "--diff", "-vvv", "--debug")
+    baseline = dry_diff(env, tmp_path, BASELINE, answer, *args)
+    attack = dry_diff(env, tmp_path, password, answer, *args)
+    assert attack == baseline
+
+
+def changed_timer_diff(env, tmp_path, host_copy: str) -> str:
+    """--dry --diff of a configured host whose watchdog timer is `host_copy` (the deploy's content differs)."""
+    from postfix_nullclient import alerts
+
+    settings = host_settings("torres", BASELINE)
+    store_password(env, SERVICE, "torres@example.net", BASELINE)
+    answer = [line for line in configured_everywhere(settings, "torres.example.net") if alerts.TIMER_UNIT not in line]
+    answer.append(f"{'0' * 64}  {alerts.TIMER_UNIT}")  # the host's copy differs
+    responses = {f"cat {alerts.TIMER_UNIT}": host_copy.split("\n")}
+    inventory = write_inventory(
+        tmp_path / "inventory.py", {"torres": answer}, {"torres": {"fake_responses": responses}}
+    )
+    run = run_pyinfra(env, tmp_path, inventory, "--dry", "--diff")
+    assert run.returncode == 0, run.output
+    return run.output
+
+
+@pytest.mark.parametrize("local_line", ["-- a local line", "--- a local line", "++ a local line"])
+def test_a_removed_line_that_starts_like_a_diff_header_still_shows(env, tmp_path, local_line):
+    """difflib's "--- "/"+++ " headers are its first two lines only: a host's line "-- x", removed, is
+    "--- x" too, and was dropped with them, so the diff hid the line the deploy takes away."""
+    from postfix_nullclient import alerts
+
+    wanted = next(
+        f for f in alerts.watchdog_files(host_settings("torres", BASELINE), "systemd") if f.path == alerts.TIMER_UNIT
+    )
+    output = changed_timer_diff(env, tmp_path, wanted.content.replace("[Timer]\n", f"[Timer]\n{local_line}\n"))
+    assert f"Will change {alerts.TIMER_UNIT}" in output
+    assert f"  - {local_line}\n" in output, output
+
+
+def test_terminal_control_characters_of_a_hosts_file_show_escaped(env, tmp_path):
+    """A host's file with ESC sequences (cursor up, erase line) or a carriage return would rewrite the
+    operator's terminal, hiding the diff's lines above; they show as \\x1b and \\r instead."""
+    from postfix_nullclient import alerts
+
+    wanted = next(
+        f for f in alerts.watchdog_files(host_settings("torres", BASELINE), "systemd") if f.path == alerts.TIMER_UNIT
+    )
+    sneaky = "OnUnitActiveSec=300s\x1b[1A\x1b[2K\rOnUnitActiveSec=300s"
+    output = changed_timer_diff(env, tmp_path, wanted.content.replace("OnUnitActiveSec=300s", sneaky))
+    assert "\x1b" not in output and "\r" not in output
+    assert "  - OnUnitActiveSec=300s\\x1b[1A\\x1b[2K\\rOnUnitActiveSec=300s\n" in output, output
