@@ -16,6 +16,7 @@ from tests.conftest import run_pyinfra, store_password
 from tests.test_deploy_fake import (
     EVERY_ALERT_SOURCE,
     FRESH_DEBIAN,
+    OPERATIONS,
     SERVICE,
     configured_everywhere,
     host_settings,
@@ -148,3 +149,66 @@ def test_terminal_control_characters_of_a_hosts_file_show_escaped(env, tmp_path)
     output = changed_timer_diff(env, tmp_path, wanted.content.replace("OnUnitActiveSec=300s", sneaky))
     assert "\x1b" not in output and "\r" not in output
     assert "  - OnUnitActiveSec=300s\\x1b[1A\\x1b[2K\\rOnUnitActiveSec=300s\n" in output, output
+
+
+LONG = "accounting-department-workstation-{}.north-branch-office.headquarters.corp.example.net"
+
+
+def long_named_hosts(env) -> tuple[dict, dict]:
+    """Three deployable hosts with long names, and one refused host (long-named too) of each cause."""
+    names = {cause: LONG.format(cause) for cause in ("a", "b", "c", "distribution", "init", "keyring", "settings")}
+    for key in ("a", "b", "c", "distribution", "init", "settings"):
+        store_password(env, SERVICE, f"ws-{key}@example.net", BASELINE)
+    store_password(env, SERVICE, "ws-keyring@example.net", None)
+    replacing = [*FRESH_DEBIAN, "dpkg ii  exim4-daemon-light", "queued exim4 2"]
+    hosts = {
+        names["a"]: [*FRESH_DEBIAN, *EVERY_ALERT_SOURCE],
+        names["b"]: replacing,
+        names["c"]: None,
+        names["distribution"]: ["os gentoo 2.15", "init openrc", "fqdn gent.example.net"],
+        names["init"]: ["os debian 12", "init openrc", "fqdn oprc.example.net"],
+        names["keyring"]: None,
+        names["settings"]: None,
+    }
+    data = {name: {"smtp_user": f"ws-{key}@example.net"} for key, name in names.items()}
+    data[names["settings"]]["forward_to"] = "alice"
+    return hosts, data
+
+
+def table(output: str, title: str) -> list[str]:
+    start = output.index(title)
+    return output[start:].split("\n\n", 1)[0].splitlines()[1:]
+
+
+ROWS = sorted(
+    [*OPERATIONS, *(f"Refuse: {cause}" for cause in ("keyring entry", "settings", "distribution", "init system"))]
+)
+
+
+def operation_rows(rows: list[str]) -> list[str]:
+    return sorted(line.split("|", 1)[1].split("  ")[0].strip() for line in rows[1:] if "|" in line)
+
+
+def test_results_table_of_long_named_hosts_and_every_refusal_stays_within_100_columns(env, tmp_path):
+    """Host names of 90 characters, three deployed (one replacing exim4 with held mail), one refused for
+    each cause: the Results table has one row per fixed name, and counts only, within 100 columns."""
+    hosts, data = long_named_hosts(env)
+    run = run_pyinfra(env, tmp_path, write_inventory(tmp_path / "inventory.py", hosts, data), "-y")
+
+    assert run.returncode != 0, "four hosts are refused"
+    rows = table(run.output, "--> Results:")
+    assert operation_rows(rows[:-1]) == ROWS, "\n".join(rows)
+    assert max(len(line) for line in rows) <= 100, "\n".join(rows)
+
+
+def test_detected_changes_table_names_each_operation_once_whatever_the_host_names(env, tmp_path):
+    """Without -y pyinfra's "Detected changes" table lists host names in its Change column (cut at 48
+    characters by pyinfra): with long host names it is wider than 100 columns (129 here), which the
+    deploy's names cannot prevent; its operation column stays the fixed names, one row each."""
+    hosts, data = long_named_hosts(env)
+    run = run_pyinfra(env, tmp_path, write_inventory(tmp_path / "inventory.py", hosts, data), "--dry", "--diff")
+
+    assert run.returncode == 0, run.output
+    rows = table(run.output, "--> Detected changes:")
+    assert operation_rows(rows) == ROWS, "\n".join(rows)
+    assert max(len(line.split("|", 1)[1].split("  ")[0].strip()) for line in rows[1:]) <= 24
