@@ -32,10 +32,13 @@ def lines(text: str) -> list[str]:
     return text.removesuffix("\n").split("\n") if text else []
 
 
-def show_secret(label: str, new: bool) -> None:
-    """A secret file that would change: only that it would, never a part of it."""
+def show_secret(label: str, new: bool, mode_only: str | None = None) -> None:
+    """A secret file that would change: only that it would, never a part of it. `mode_only`: the
+    host's copy holds the same secret, and only its "owner:group:mode" changes, to this one."""
     if new:
         host.log(f"Will create {label}: a secret (content not shown)", logger.info)
+    elif mode_only:
+        host.log(f"Will change {label}: owner and mode to {mode_only}; the secret is the same", logger.info)
     else:
         host.log(f"Will change {label}: the secret changed (content not shown)", logger.info)
 

@@ -129,7 +129,8 @@ def show_diff(plan: Plan, found: HostState) -> None:
         return
     for wanted in plan.changed:
         if wanted.secret:
-            diff.show_secret(wanted.name, new=wanted.name not in found.modes)
+            same = wanted.name in found.secrets_same  # only its owner or mode differs (differs())
+            diff.show_secret(wanted.name, new=wanted.name not in found.modes, mode_only=SECRET_STAT if same else None)
         else:
             diff.show_file(wanted.name, found.contents.get(wanted.name), wanted.content)
 

@@ -212,3 +212,16 @@ def test_detected_changes_table_names_each_operation_once_whatever_the_host_name
     rows = table(run.output, "--> Detected changes:")
     assert operation_rows(rows) == ROWS, "\n".join(rows)
     assert max(len(line.split("|", 1)[1].split("  ")[0].strip()) for line in rows[1:]) <= 24
+
+
+def test_a_secret_map_whose_mode_alone_differs_is_not_said_to_have_changed(env, tmp_path):
+    """The host's map holds the deploy's password but is 0644: the diff said "the secret changed",
+    which tells an operator that the password on the host is another one; it is the mode."""
+    settings = host_settings("torres", BASELINE)
+    answer = [
+        "mode sasl_passwd root:root:644" if line == "mode sasl_passwd root:root:600" else line
+        for line in configured_everywhere(settings, "torres.example.net")
+    ]
+    output = dry_diff(env, tmp_path, BASELINE, answer, "--dry", "--diff")
+    assert "Will change sasl_passwd: owner and mode to root:root:600; the secret is the same" in output, output
+    assert "the secret changed" not in output
