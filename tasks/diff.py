@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from pyinfra import host, logger, state
 
+from postfix_nullclient.nullclient.terminal import printable
+
 
 def wanted() -> bool:
     """The run was asked for --diff."""
@@ -51,15 +53,10 @@ def unified_diff(old: list[str], new: list[str]) -> Iterator[str]:
     """A unified diff with two lines of context, without file headers: "@@ ...", "- old", "+ new", "  same".
 
     Only difflib's first two lines are its headers: a removed line "-- x" is "--- x" too, and an added
-    "++ x" is "+++ x", and both must show. A character that is not printable shows escaped (\\x1b, \\r; a
-    tab stays, as the maps' tabs must), so that a line of a host's file can neither move the terminal's
-    cursor nor erase the lines above it."""
+    "++ x" is "+++ x", and both must show. A character that is not printable shows escaped, as
+    nullclient shows a host's text (\\x1b, \\x0d; a tab stays, as the maps' tabs must), so that a line
+    of a host's file can neither move the terminal's cursor nor erase the lines above it."""
     for number, line in enumerate(difflib.unified_diff(old, new, n=2, lineterm="")):
         if number < 2:  # "--- " and "+++ ", the (empty) file names
             continue
         yield line if line.startswith("@@") else f"{line[:1] or ' '} {printable(line[1:])}"
-
-
-def printable(text: str) -> str:
-    """`text` with each character that is not printable, but a tab, as its Python escape."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)

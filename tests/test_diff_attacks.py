@@ -139,7 +139,7 @@ def test_a_removed_line_that_starts_like_a_diff_header_still_shows(env, tmp_path
 
 def test_terminal_control_characters_of_a_hosts_file_show_escaped(env, tmp_path):
     """A host's file with ESC sequences (cursor up, erase line) or a carriage return would rewrite the
-    operator's terminal, hiding the diff's lines above; they show as \\x1b and \\r instead."""
+    operator's terminal, hiding the diff's lines above; they show as \\x1b and \\x0d instead."""
     from postfix_nullclient import alerts
 
     wanted = next(
@@ -148,7 +148,7 @@ def test_terminal_control_characters_of_a_hosts_file_show_escaped(env, tmp_path)
     sneaky = "OnUnitActiveSec=300s\x1b[1A\x1b[2K\rOnUnitActiveSec=300s"
     output = changed_timer_diff(env, tmp_path, wanted.content.replace("OnUnitActiveSec=300s", sneaky))
     assert "\x1b" not in output and "\r" not in output
-    assert "  - OnUnitActiveSec=300s\\x1b[1A\\x1b[2K\\rOnUnitActiveSec=300s\n" in output, output
+    assert "  - OnUnitActiveSec=300s\\x1b[1A\\x1b[2K\\x0dOnUnitActiveSec=300s\n" in output, output
 
 
 LONG = "accounting-department-workstation-{}.north-branch-office.headquarters.corp.example.net"
