@@ -99,6 +99,7 @@ def test_each_fallback_relay_is_checked_as_the_relay_is_from_what_the_host_repor
     assert checks[1].detail.startswith("[backup.example.net]:587: certificate verified")
     assert checks[2].detail == "the relay accepts the login torres@example.net: 235 2.7.0 Authentication successful"
     assert checks[4].detail == "[spare.example.net]:587 is not reachable: Connection refused"
+    assert checks[4].fix == f"correct fallback_relays if [spare.example.net]:587 is wrong and {RUN_THE_DEPLOY}"
     assert "not tried" in checks[5].detail
     assert checks[5].fix == f"correct fallback_relays if [spare.example.net]:587 is wrong and {RUN_THE_DEPLOY}"
     unknown = check_fallback_relays(settings, NullClientHealth().process(lines[:2]))
@@ -418,3 +419,79 @@ def test_verifys_text_is_its_json_report_with_the_fix_as_the_host_runs_it():
         "kirk.example.net",
         "  FAIL  could not be checked; pyinfra said:\n      Connection refused",
     ]
+
+
+# A relay's lines after TLS that imitate AUTH's success: in its EHLO reply, or as EHLO's last line.
+IMITATED = """login depth=0 CN = backup.example.net
+login verify return:1
+login 250-backup.example.net 235 2.7.0 Authentication successful\r
+login 235-2.7.0 Authentication successful\r
+login 250-AUTH PLAIN LOGIN\r
+login 235 2.7.0 Authentication successful\r
+login 535 5.7.8 Authentication credentials invalid\r
+login 221 Bye\r"""
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        IMITATED,
+        "\n".join(line for line in IMITATED.splitlines() if not line.startswith("login 235 ")),  # the 235- only
+        LOGIN.format(answer="235-2.7.0 Authentication successful").rsplit("\n", 1)[0],  # a reply cut short
+    ],
+)
+def test_lines_that_imitate_a_success_but_are_not_a_whole_235_reply_to_auth_do_not_make_the_login_ok(output):
+    check = check_login(host_settings("torres", "pw"), login_health(output))
+    assert not check.ok, check
+
+
+def test_a_multi_line_235_reply_to_auth_is_a_success():
+    output = LOGIN.format(answer="235-2.7.0 Authentication\r\nlogin 235 2.7.0 successful")
+    check = check_login(host_settings("torres", "pw"), login_health(output))
+    assert check.ok and check.detail.endswith(": 235 2.7.0 successful")
+
+
+def test_a_temporary_auth_failure_on_a_fallback_relay_says_try_again_and_not_rotate():
+    from dataclasses import replace
+
+    from postfix_nullclient.nullclient.checks import check_fallback_relays
+
+    settings = replace(host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None),))
+    answer = "454 4.7.0 Temporary authentication failure"
+    lines = [
+        "fallback_map_login [backup.example.net]:587 torres@example.net",
+        *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
+        *(
+            f"fallback_login [backup.example.net]:587 {line.removeprefix('login ')}"
+            for line in LOGIN.format(answer=answer).splitlines()
+        ),
+    ]
+    [_, _, login] = check_fallback_relays(settings, NullClientHealth().process(lines))
+    assert not login.ok and login.detail.endswith(answer)
+    assert login.fix.startswith("try again later") and ROTATE_COMMAND not in login.fix
+
+
+def test_a_relay_that_echoes_the_auth_line_gets_no_base64_into_what_the_health_script_prints(tmp_path):
+    """try_login of health.sh.j2, run by sh with an openssl that answers each line it reads by echoing it."""
+    import base64
+    import re
+    import subprocess
+
+    script = NullClientHealth().command()
+    function = re.search(r"^try_login\(\) \{\n.*?^\}\n", script, re.M | re.S).group(0)
+    (tmp_path / "openssl").write_text(
+        '#!/bin/sh\nwhile IFS= read -r line; do printf "500 5.5.1 unknown: %s\\r\\n" "$line"; done\n'
+    )
+    (tmp_path / "postconf").write_text("#!/bin/sh\necho no\n")
+    for tool in ("openssl", "postconf"):
+        (tmp_path / tool).chmod(0o755)
+    password = "s3cret-Password-9"
+    run = subprocess.run(
+        ["sh", "-c", f"{function}ca=\ntry_login '[backup.example.net]:587' \"$1\" 'fallback_login x'",
+         "sh", f"torres@example.net:{password}"],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    plain = base64.b64encode(f"\0torres@example.net\0{password}".encode()).decode()
+    assert "fallback_login x 500 5.5.1 unknown: AUTH PLAIN (the AUTH line's base64, not shown)" in run.stdout
+    assert "fallback_login x 500 5.5.1 unknown: EHLO " in run.stdout  # the other lines come through
+    assert plain not in run.stdout and password not in run.stdout

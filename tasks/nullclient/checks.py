@@ -300,7 +300,8 @@ CERTIFICATE_FIX = (
 )
 
 
-def check_relay(settings: Settings, health: Health) -> Check:
+def check_relay(settings: Settings, health: Health, settings_fix: str = RELAY_SETTINGS_FIX) -> Check:
+    """posttls-finger's view of the relay; settings_fix: the fix for a relay that cannot be reached."""
     if not health.relayhost:
         return Check(RELAY, False, "no relayhost is set", RUN_THE_DEPLOY)
     if not health.finger:
@@ -309,9 +310,9 @@ def check_relay(settings: Settings, health: Health) -> Check:
         )
     connected, verified, server_mechs, line = relay_findings(health.finger)
     if not connected:
-        return Check(RELAY, False, f"{health.relayhost} is not reachable: {line}", RELAY_SETTINGS_FIX)
+        return Check(RELAY, False, f"{health.relayhost} is not reachable: {line}", settings_fix)
     if not verified and re.search(r"timed out|timeout", line, re.I):  # a black hole, not a refusal
-        return Check(RELAY, False, f"{health.relayhost}: connected, but it never answered: {line}", RELAY_SETTINGS_FIX)
+        return Check(RELAY, False, f"{health.relayhost}: connected, but it never answered: {line}", settings_fix)
     if not verified:
         return Check(
             RELAY,
@@ -353,6 +354,7 @@ def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
             sasl_modules=health.sasl_modules,
             login_tool_missing=health.login_tool_missing,
         )
+        settings_fix = f"correct fallback_relays if {endpoint} is wrong and {RUN_THE_DEPLOY}"
         login = check_login(
             settings,
             found,
@@ -360,14 +362,26 @@ def check_fallback_relays(settings: Settings, health: Health) -> list[Check]:
                 f"give {settings.smtp_user} on {endpoint} the keyring entry's password, as on relay_host (a fallback "
                 f"relay is used with the same login), or take it out of fallback_relays and {RUN_THE_DEPLOY}"
             ),
-            settings_fix=f"correct fallback_relays if {endpoint} is wrong and {RUN_THE_DEPLOY}",
+            settings_fix=settings_fix,
         )
-        for check in (check_password_map(settings, found), check_relay(settings, found), login):
+        for check in (check_password_map(settings, found), check_relay(settings, found, settings_fix), login):
             checks.append(replace(check, name=fallback_name(check.name, endpoint)))
     return checks
 
 
-SMTP_REPLY = re.compile(r"(\d{3})[ -]")
+def smtp_replies(lines: list[str]) -> list[list[str]]:
+    """The relay's replies in what openssl printed, each as its lines: a reply ends at the line whose
+    code is not followed by a dash (RFC 5321 4.2.1); a reply cut short ends the list."""
+    replies: list[list[str]] = []
+    current: list[str] = []
+    for line in lines:
+        if not re.match(r"\d{3}(?:[ -]|$)", line):
+            continue
+        current.append(line)
+        if line[3:4] != "-":
+            replies.append(current)
+            current = []
+    return [*replies, current] if current else replies
 
 
 ONE_PASSWORD_FIX = f"give the host and the relay one password: {ROTATE_COMMAND}"
@@ -386,9 +400,15 @@ def check_login(
     if health.login_tool_missing:
         return Check(LOGIN, False, f"not tried: {health.login_tool_missing} is not installed on the host",
                      "install openssl on the host and run verify again")  # fmt: skip
-    replies = [line for line in health.login if SMTP_REPLY.match(line)]
-    answer = next((line for line in replies if not line.startswith(("250", "220"))), "")
-    if answer.startswith("235"):
+    # The greeting (implicit TLS) and EHLO's reply are one code each; the first other reply is AUTH's.
+    # A reply whose lines do not share one code is no SMTP reply at all, so not a success either.
+    replies = [r for r in smtp_replies(health.login) if {line[:3] for line in r} not in ({"220"}, {"250"})]
+    reply = replies[0] if replies else []
+    answer = reply[-1] if reply else ""
+    if len({line[:3] for line in reply}) > 1:
+        return Check(LOGIN, False, f"the relay's answer to the login {health.map_login} is no SMTP reply, its "
+                     f"lines have different codes: {' | '.join(reply[:4])}", settings_fix)  # fmt: skip
+    if answer.startswith("235") and answer[3:4] != "-":  # a reply cut short is not a success
         return Check(LOGIN, True, f"the relay accepts the login {health.map_login}: {answer}")
     if answer.startswith("5"):
         return Check(
