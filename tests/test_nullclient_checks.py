@@ -471,8 +471,10 @@ def test_a_temporary_auth_failure_on_a_fallback_relay_says_try_again_and_not_rot
     assert login.fix.startswith("try again later") and ROTATE_COMMAND not in login.fix
 
 
-def test_a_relay_that_echoes_the_auth_line_gets_no_base64_into_what_the_health_script_prints(tmp_path):
-    """try_login of health.sh.j2, run by sh with an openssl that answers each line it reads by echoing it."""
+@pytest.mark.parametrize("echoed", ['"$line"', '"$(printf %.30s "$line")"'], ids=["whole", "cut at 30"])
+def test_a_relay_that_echoes_the_auth_line_gets_no_base64_into_what_the_health_script_prints(tmp_path, echoed):
+    """try_login of health.sh.j2, run by sh with an openssl that answers each line it reads by echoing
+    it, whole or its first 30 characters."""
     import base64
     import re
     import subprocess
@@ -480,7 +482,7 @@ def test_a_relay_that_echoes_the_auth_line_gets_no_base64_into_what_the_health_s
     script = NullClientHealth().command()
     function = re.search(r"^try_login\(\) \{\n.*?^\}\n", script, re.M | re.S).group(0)
     (tmp_path / "openssl").write_text(
-        '#!/bin/sh\nwhile IFS= read -r line; do printf "500 5.5.1 unknown: %s\\r\\n" "$line"; done\n'
+        f'#!/bin/sh\nwhile IFS= read -r line; do printf "500 5.5.1 unknown: %s\\r\\n" {echoed}; done\n'
     )
     (tmp_path / "postconf").write_text("#!/bin/sh\necho no\n")
     for tool in ("openssl", "postconf"):
@@ -494,4 +496,4 @@ def test_a_relay_that_echoes_the_auth_line_gets_no_base64_into_what_the_health_s
     plain = base64.b64encode(f"\0torres@example.net\0{password}".encode()).decode()
     assert "fallback_login x 500 5.5.1 unknown: AUTH PLAIN (the AUTH line's base64, not shown)" in run.stdout
     assert "fallback_login x 500 5.5.1 unknown: EHLO " in run.stdout  # the other lines come through
-    assert plain not in run.stdout and password not in run.stdout
+    assert plain not in run.stdout and plain[:12] not in run.stdout and password not in run.stdout
