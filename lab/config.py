@@ -31,5 +31,8 @@ WS_ADDRESS_OFFSET = 10
 MAX_HOSTS = 50
 EXTRA_ADDRESS_FIRST = 100
 EXTRA_ADDRESS_LAST = 250
+# Further addresses of this machine on the bridge, for relays of the tests' own (network.claim_address):
+# between the gateway and the wsK hosts, and between those and the other hosts.
+SPARE_ADDRESSES = (*range(2, WS_ADDRESS_OFFSET), *range(WS_ADDRESS_OFFSET + MAX_HOSTS + 1, EXTRA_ADDRESS_FIRST))
 SUITES = ("bookworm", "trixie")
 CGROUP_NAME = "nclab"  # /sys/fs/cgroup/{systemd,unified}/nclab/<host>

@@ -12,7 +12,18 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.config import APT_PROXY_PORT, BRIDGE, BRIDGE_MAC, CACHE_DIR, DOMAIN, GATEWAY, RELAY_NAME, STATE_DIR
+from lab.config import (
+    APT_PROXY_PORT,
+    BRIDGE,
+    BRIDGE_MAC,
+    CACHE_DIR,
+    DOMAIN,
+    GATEWAY,
+    NETWORK_PREFIX,
+    RELAY_NAME,
+    SPARE_ADDRESSES,
+    STATE_DIR,
+)
 from lab.tools import LabError
 
 DNS_HOSTS_DIR = STATE_DIR / "dns"  # one hosts file per lab host, read by dnsmasq as they come and go
@@ -131,6 +142,20 @@ def ensure_bridge() -> None:
     if f" {GATEWAY}/24 " not in addresses.stdout:
         _ip("addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")
+
+
+def claim_address() -> str:
+    """A spare address of the bridge that no one else (another test module, another run) has taken: added
+    to the bridge here, for a relay to listen on; release_address gives it back."""
+    for last in SPARE_ADDRESSES:
+        address = f"{NETWORK_PREFIX}.{last}"
+        if subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", BRIDGE], capture_output=True).returncode == 0:
+            return address
+    raise LabError(f"every spare address of the lab bridge {BRIDGE} is taken")
+
+
+def release_address(address: str) -> None:
+    subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", BRIDGE], capture_output=True)
 
 
 def remove_bridge() -> None:

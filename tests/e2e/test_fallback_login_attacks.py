@@ -25,7 +25,7 @@ import pytest
 
 from lab import base, network, smarthost
 from lab.ca import issue_certificate
-from lab.config import BRIDGE, DOMAIN, NETWORK_PREFIX, STATE_DIR
+from lab.config import DOMAIN, STATE_DIR
 from tests.conftest import PROJECT
 from tests.e2e.conftest import Workstation, lab_host_data, run_deploy, write_inventory
 
@@ -44,15 +44,6 @@ def nullclient(env: dict[str, str], *args: str, timeout: float = 400) -> subproc
         text=True,
         timeout=timeout,
     )
-
-
-def _claim_bridge_address() -> str:
-    """An address of 10.213.0.2-20 that no one else has put on the lab bridge yet."""
-    for last in range(2, 21):
-        address = f"{NETWORK_PREFIX}.{last}"
-        if subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", BRIDGE], capture_output=True).returncode == 0:
-            return address
-    raise RuntimeError("no free address in 10.213.0.2-20 on the lab bridge")
 
 
 class HostileRelay(socketserver.ThreadingTCPServer):
@@ -150,7 +141,7 @@ def relays(fa1, tmp_path_factory) -> Iterator[dict]:
     hostile: HostileRelay | None = None
     try:
         for name in (RELAY, SPARE, HOSTILE):
-            addresses[name] = _claim_bridge_address()
+            addresses[name] = network.claim_address()
             network.add_dns_host(name, f"{name}.{DOMAIN}", addresses[name])
             cert = issue_certificate(base.ca_dir(), f"{name}.{DOMAIN}", certs_dir / name)
             if name == HOSTILE:
@@ -170,7 +161,7 @@ def relays(fa1, tmp_path_factory) -> Iterator[dict]:
             shutil.rmtree(STATE_DIR / name, ignore_errors=True)
         for name, address in addresses.items():
             network.remove_dns_host(name)
-            subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", BRIDGE], capture_output=True)
+            network.release_address(address)
 
 
 def deploy_with(fa1: Workstation, keyring_env: dict, tmp_path: Path, *fallbacks: str, **extra: object) -> Path:

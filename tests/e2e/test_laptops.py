@@ -23,7 +23,7 @@ import pytest
 
 from lab import base, hosts, network, smarthost
 from lab.ca import issue_certificate
-from lab.config import BRIDGE, DOMAIN, NETWORK_PREFIX, STATE_DIR
+from lab.config import DOMAIN, STATE_DIR
 from postfix_nullclient import alerts
 from tests.conftest import PROJECT
 from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, run_deploy, write_inventory
@@ -211,7 +211,7 @@ def relays(lt1, tmp_path_factory) -> Iterator[dict[str, tuple[str, tuple[Path, P
     made: dict[str, tuple[str, tuple[Path, Path]]] = {}
     try:
         for name in RELAYS:
-            address = _claim_bridge_address()
+            address = network.claim_address()
             made[name] = (address, ())
             network.add_dns_host(name, f"{name}.{DOMAIN}", address)
             cert = issue_certificate(base.ca_dir(), f"{name}.{DOMAIN}", certs_dir / name)
@@ -224,16 +224,7 @@ def relays(lt1, tmp_path_factory) -> Iterator[dict[str, tuple[str, tuple[Path, P
             smarthost.stop(STATE_DIR, name)
             shutil.rmtree(STATE_DIR / name, ignore_errors=True)
             network.remove_dns_host(name)
-            subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", BRIDGE], capture_output=True)
-
-
-def _claim_bridge_address() -> str:
-    """An address of 10.213.0.2-9 that no one else has put on the lab bridge yet."""
-    for last in range(2, 10):
-        address = f"{NETWORK_PREFIX}.{last}"
-        if subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", BRIDGE], capture_output=True).returncode == 0:
-            return address
-    raise RuntimeError("no free address in 10.213.0.2-9 on the lab bridge")
+            network.release_address(address)
 
 
 def test_the_fallback_relay_takes_the_mail_while_the_relay_is_down_and_the_relay_gets_it_back(

@@ -231,16 +231,6 @@ def test_verify_reports_a_stuck_queue_and_why(op):
     assert "1 of 1" not in stuck.stdout and "0 of 1 host(s) OK" in stuck.stdout
 
 
-def _add_bridge_address() -> str:
-    """Add a free address of 10.213.0.2-9 to the bridge; another helper may take one at the same moment."""
-    for last in range(9, 1, -1):
-        address = f"10.213.0.{last}"
-        added = subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", "nclab0"], capture_output=True)
-        if added.returncode == 0:
-            return address
-    pytest.fail("no free address in 10.213.0.2-9 on nclab0")
-
-
 @pytest.fixture
 def impostor(op) -> Iterator:
     """Start our own impostor relay: start(mode) -> its DNS name; everything is removed afterwards."""
@@ -248,7 +238,7 @@ def impostor(op) -> Iterator:
 
     def start(mode: str) -> str:
         name = f"op-impostor-{mode}"
-        address = _add_bridge_address()
+        address = network.claim_address()
         started.append((name, address))
         # Its certificate is the lab CA's, but for mail.example.net: a certificate for another name.
         smarthost.start(STATE_DIR, CACHE_DIR / "ca", mode=mode, name=name, listen=address)
@@ -263,7 +253,7 @@ def impostor(op) -> Iterator:
             network.remove_dns_host(name)
             smarthost.stop(STATE_DIR, name)
             shutil.rmtree(STATE_DIR / name, ignore_errors=True)  # its certificate, accounts and spool
-            subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", "nclab0"], check=False)
+            network.release_address(address)
         run = deploy(op.env, [op.host])  # back to the real relay for the tests after this one
         assert run.returncode == 0, run.output
         drain(op.host)  # the test mails that the impostors did not get

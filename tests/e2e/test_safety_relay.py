@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 
 from lab import base, network, smarthost
 from lab.ca import ensure_ca, issue_certificate
-from lab.config import BRIDGE, DOMAIN, FORWARD_TO, NETWORK_PREFIX, STATE_DIR
+from lab.config import DOMAIN, FORWARD_TO, STATE_DIR
 from tests.e2e.conftest import Workstation, deploy
 
 RELAY_NAME = f"relay-sf.{DOMAIN}"
@@ -37,16 +36,6 @@ class Relay:
     certs_dir: Path
 
 
-def _claim_bridge_address() -> str:
-    """An address of 10.213.0.2-9 that no one else (another test session) has put on the bridge yet."""
-    for last in range(9, 1, -1):
-        address = f"{NETWORK_PREFIX}.{last}"
-        added = subprocess.run(["ip", "addr", "add", f"{address}/24", "dev", BRIDGE], capture_output=True)
-        if added.returncode == 0:
-            return address
-    raise RuntimeError("no free address in 10.213.0.2-9 on the lab bridge")
-
-
 @pytest.fixture(scope="module")
 def sf2(make_workstations) -> Workstation:
     return make_workstations(["sf2"])[0]
@@ -56,7 +45,7 @@ def sf2(make_workstations) -> Workstation:
 def relay(sf2, tmp_path_factory) -> Iterator[Relay]:
     """The real relay-sf; removed with its address, DNS name and spool afterwards, even on failure."""
     certs_dir = tmp_path_factory.mktemp("relay-sf-certs")
-    address = _claim_bridge_address()
+    address = network.claim_address()
     try:
         network.add_dns_host(REAL, RELAY_NAME, address)
         cert = issue_certificate(base.ca_dir(), RELAY_NAME, certs_dir / "real")
@@ -68,7 +57,7 @@ def relay(sf2, tmp_path_factory) -> Iterator[Relay]:
             smarthost.stop(STATE_DIR, name)
             shutil.rmtree(STATE_DIR / name, ignore_errors=True)
         network.remove_dns_host(REAL)
-        subprocess.run(["ip", "addr", "del", f"{address}/24", "dev", BRIDGE], capture_output=True)
+        network.release_address(address)
 
 
 def configure(env: dict[str, str], workstation: Workstation, port: int, *extra: str) -> str:
