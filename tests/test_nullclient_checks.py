@@ -326,6 +326,20 @@ def test_without_openssl_no_login_is_tried_on_the_relay_or_a_fallback_and_both_s
         assert not check.ok and check.detail == "not tried: openssl or base64 is not installed on the host"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["502 5.5.1 Command not implemented", "504 5.5.4 Unrecognized authentication type", "534 5.7.9 Mechanism too weak"],
+)
+def test_a_relay_that_does_not_take_auth_plain_is_not_said_to_refuse_the_password(answer):
+    check = check_login(host_settings("torres", "pw"), login_health(LOGIN.format(answer=answer)))
+    assert (
+        not check.ok
+        and check.detail == f"the relay does not take AUTH PLAIN for the login torres@example.net: {answer}"
+    )
+    assert "password" not in check.detail and ROTATE_COMMAND not in check.fix
+    assert check.fix == f"the relay check shows what the relay offers after TLS; {RELAY_SETTINGS_FIX}"
+
+
 def test_a_login_is_not_tried_without_a_verified_certificate():
     check = check_login(host_settings("torres", "pw"), login_health(UNVERIFIED_LOGIN))
     assert not check.ok

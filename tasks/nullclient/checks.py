@@ -410,12 +410,19 @@ def check_login(
                      f"lines have different codes: {' | '.join(reply[:4])}", settings_fix)  # fmt: skip
     if answer.startswith("235") and answer[3:4] != "-":  # a reply cut short is not a success
         return Check(LOGIN, True, f"the relay accepts the login {health.map_login}: {answer}")
-    if answer.startswith("5"):
+    if answer.startswith("535"):  # RFC 4954: the credentials are invalid
         return Check(
             LOGIN,
             False,
             f"the relay refuses the login {health.map_login} with the password in the host's map: {answer}",
             refused_fix,
+        )
+    if answer.startswith("5"):  # AUTH itself not taken (500-504, 534, 538, 554): no word on the password
+        return Check(
+            LOGIN,
+            False,
+            f"the relay does not take AUTH PLAIN for the login {health.map_login}: {answer}",
+            f"the relay check shows what the relay offers after TLS; {settings_fix}",
         )
     if answer:
         return Check(LOGIN, False, f"the relay did not accept the login {health.map_login}: {answer}",
