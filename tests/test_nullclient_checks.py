@@ -287,13 +287,13 @@ def test_a_login_the_relay_refuses_fails_with_its_words_and_names_rotate():
     assert ROTATE_COMMAND in check.fix
 
 
-def test_a_fallback_relay_that_refuses_the_login_fails_naming_the_account_it_lacks_not_rotate():
+def backup_relay_login(answer: str) -> Check:
+    """The login check of the one fallback relay backup.example.net, whose answer to AUTH is `answer`."""
     from dataclasses import replace
 
     from postfix_nullclient.nullclient.checks import check_fallback_relays
 
     settings = replace(host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None),))
-    answer = "535 5.7.8 Authentication credentials invalid"
     lines = [
         "fallback_map_login [backup.example.net]:587 torres@example.net",
         *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
@@ -303,6 +303,12 @@ def test_a_fallback_relay_that_refuses_the_login_fails_naming_the_account_it_lac
         ),
     ]
     [_, _, login] = check_fallback_relays(settings, NullClientHealth().process(lines))
+    return login
+
+
+def test_a_fallback_relay_that_refuses_the_login_fails_naming_the_account_it_lacks_not_rotate():
+    answer = "535 5.7.8 Authentication credentials invalid"
+    login = backup_relay_login(answer)
 
     assert (login.name, login.ok) == ("fallback login [backup.example.net]:587", False)
     assert login.detail.endswith(f"with the password in the host's map: {answer}")
@@ -466,21 +472,8 @@ def test_a_multi_line_235_reply_to_auth_is_a_success():
 
 
 def test_a_temporary_auth_failure_on_a_fallback_relay_says_try_again_and_not_rotate():
-    from dataclasses import replace
-
-    from postfix_nullclient.nullclient.checks import check_fallback_relays
-
-    settings = replace(host_settings("torres", "pw"), fallback_relays=(("backup.example.net", None),))
     answer = "454 4.7.0 Temporary authentication failure"
-    lines = [
-        "fallback_map_login [backup.example.net]:587 torres@example.net",
-        *(f"fallback_finger [backup.example.net]:587 {line}" for line in VERIFIED),
-        *(
-            f"fallback_login [backup.example.net]:587 {line.removeprefix('login ')}"
-            for line in LOGIN.format(answer=answer).splitlines()
-        ),
-    ]
-    [_, _, login] = check_fallback_relays(settings, NullClientHealth().process(lines))
+    login = backup_relay_login(answer)
     assert not login.ok and login.detail.endswith(answer)
     assert login.fix.startswith("try again later") and ROTATE_COMMAND not in login.fix
 

@@ -114,20 +114,24 @@ def run_deploy(env: dict[str, str], inventory: str, *args: str, extra_env: dict[
     return DeployRun(process.returncode, process.stdout + process.stderr)
 
 
-def lab_nullclient(
-    env: dict[str, str], lab_hosts: str, *args: str, input: str = "", timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """`nullclient ARGS` from the project directory, its lab inventory (lab/inventory.py) limited to
-    `lab_hosts` (comma-separated names), as an operator runs it."""
+def nullclient(env: dict[str, str], *args: str, input: str = "", timeout: float = 300) -> subprocess.CompletedProcess:
+    """`nullclient ARGS` from the project directory, as an operator runs it."""
     return subprocess.run(
         [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
         cwd=PROJECT,
-        env={**env, "NULLCLIENT_LAB_HOSTS": lab_hosts},
+        env=env,
         input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def lab_nullclient(
+    env: dict[str, str], lab_hosts: str, *args: str, input: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`nullclient ARGS` with the lab inventory (lab/inventory.py) limited to `lab_hosts` (comma-separated names)."""
+    return nullclient({**env, "NULLCLIENT_LAB_HOSTS": lab_hosts}, *args, input=input, timeout=timeout)
 
 
 def lab_host_data(workstation: Workstation, **extra: object) -> dict:

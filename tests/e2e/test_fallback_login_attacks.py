@@ -14,8 +14,6 @@ import re
 import shutil
 import socketserver
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,24 +24,11 @@ import pytest
 from lab import base, network, smarthost
 from lab.ca import issue_certificate
 from lab.config import DOMAIN, STATE_DIR
-from tests.conftest import PROJECT
-from tests.e2e.conftest import Workstation, lab_host_data, run_deploy, write_inventory
+from tests.e2e.conftest import Workstation, lab_host_data, nullclient, run_deploy, write_inventory
 
 NAME = "fa1"
 RELAY, HOSTILE, SPARE = "relay-fa1", "relay-fa2", "relay-fa3"
 NOWHERE = f"relay-fa9-nowhere.{DOMAIN}"  # never in the lab's DNS
-
-
-def nullclient(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
-        cwd=PROJECT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 class HostileRelay(socketserver.ThreadingTCPServer):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,8 +24,7 @@ from lab import base, hosts, network, smarthost
 from lab.ca import issue_certificate
 from lab.config import DOMAIN, STATE_DIR
 from postfix_nullclient import alerts
-from tests.conftest import PROJECT
-from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, run_deploy, write_inventory
+from tests.e2e.conftest import NO_CHANGE_OPERATIONS, Workstation, lab_host_data, nullclient, run_deploy, write_inventory
 
 NAME = "lt1"
 VETH = f"vb-{NAME}"  # systemd-nspawn's name for the host's side of --network-bridge
@@ -46,18 +44,6 @@ def lt1(make_workstations, keyring_env, tmp_path_factory) -> Iterator[Workstatio
     again = run_deploy(keyring_env, str(inventory))
     assert again.output.count(f"[{ws.fqdn}] No changes") == NO_CHANGE_OPERATIONS, again.output
     yield ws
-
-
-def nullclient(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_nullclient.nullclient", *args],
-        cwd=PROJECT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def deferred_files(ws: Workstation) -> list[Path]:
